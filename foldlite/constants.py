@@ -156,3 +156,14 @@ backbone_atom37: list[int] = [atom_order[a] for a in ("N", "CA", "C", "O")]
 def element_of(atom_name: str) -> str:
     """Element symbol of a standard amino-acid heavy-atom name (first letter: C, N, O or S)."""
     return atom_name[0]
+
+# --------------------------------------------------------------------------------------------
+# Van der Waals radii (Angstrom), heavy atoms by element.
+# Source: A. Bondi, "van der Waals Volumes and Radii", J. Phys. Chem. 68, 441-451 (1964).
+# --------------------------------------------------------------------------------------------
+van_der_waals_radius: dict[str, float] = {
+    "C": 1.70,  # Bondi 1964
+    "N": 1.55,  # Bondi 1964
+    "O": 1.52,  # Bondi 1964
+    "S": 1.80,  # Bondi 1964
+}
