@@ -167,3 +167,1029 @@ van_der_waals_radius: dict[str, float] = {
     "O": 1.52,  # Bondi 1964
     "S": 1.80,  # Bondi 1964
 }
+
+# ============================================================================================
+# Ideal geometry, rigid groups, chi angles, bonds and rotamers.
+# (Appended by the chemistry helper. Sections: E&H backbone values; generated Bio.PDB.ic_data
+# tables; chi-angle definitions; ideal residue coordinates and AlphaFold2-style rigid groups;
+# bond connectivity with ideal lengths/angles; rotamer library.)
+# ============================================================================================
+
+# --------------------------------------------------------------------------------------------
+# Backbone and peptide-bond geometry of Engh & Huber.
+#   EH1991: R. A. Engh & R. Huber, "Accurate bond and angle parameters for X-ray protein structure
+#           refinement", Acta Cryst. A47, 392-400 (1991), Table 3 (CSD small-molecule survey).
+#   EH2001: R. A. Engh & R. Huber, "Structure quality and target parameters", International
+#           Tables for Crystallography Vol. F, ch. 18.3, 382-392 (2001).
+# Values are (mean, sd) in Angstrom or degrees. Keys are atom names; "+N" is the N of the next
+# residue, "-C" the C of the previous one. "X" = any residue other than the listed exceptions.
+# Which residue an exception names: "PRO" is the residue that owns the N (so for keys with "+N"
+# it means "the next residue is proline"); "GLY", "ALA", "ILE", "THR", "VAL" own the CA / CB.
+# ``peptide_geometry(res_i, res_next)`` resolves this for the four peptide terms.
+# These tables are reference values for restraints and validation; the coordinates that
+# foldlite builds use the per-residue means of Bio.PDB.ic_data below (which agree with these to
+# within about 1 sd, and are tighter because they come from refined protein structures).
+# --------------------------------------------------------------------------------------------
+engh_huber_1991: dict[tuple[str, ...], dict[str, tuple[float, float]]] = {
+    ("N", "CA"): {"X": (1.458, 0.019), "GLY": (1.451, 0.016), "PRO": (1.466, 0.015)},  # EH1991
+    ("CA", "C"): {"X": (1.525, 0.021), "GLY": (1.516, 0.018)},  # EH1991
+    ("C", "O"): {"X": (1.231, 0.020)},  # EH1991
+    ("C", "+N"): {"X": (1.329, 0.014), "PRO": (1.341, 0.016)},  # EH1991; PRO = next is Pro
+    ("CA", "CB"): {"X": (1.530, 0.020), "ALA": (1.521, 0.033), "ILE": (1.540, 0.027),
+                   "THR": (1.540, 0.027), "VAL": (1.540, 0.027)},  # EH1991
+    ("N", "CA", "C"): {"X": (111.2, 2.8), "GLY": (112.5, 2.9), "PRO": (111.8, 2.5)},  # EH1991
+    ("CA", "C", "+N"): {"X": (116.2, 2.0), "GLY": (116.4, 2.1), "PRO": (116.9, 1.5)},  # EH1991
+    ("-C", "N", "CA"): {"X": (121.7, 1.8), "GLY": (120.6, 1.7), "PRO": (122.6, 5.0)},  # EH1991
+    ("CA", "C", "O"): {"X": (120.8, 1.7), "GLY": (120.8, 2.1)},  # EH1991
+    ("O", "C", "+N"): {"X": (123.0, 1.6), "PRO": (122.0, 1.4)},  # EH1991; PRO = next is Pro
+    ("N", "CA", "CB"): {"X": (110.5, 1.7), "ALA": (110.4, 1.5), "PRO": (103.0, 1.1),
+                        "ILE": (111.5, 1.7), "THR": (111.5, 1.7), "VAL": (111.5, 1.7)},  # EH1991
+    ("CB", "CA", "C"): {"X": (110.1, 1.9), "ALA": (110.5, 1.5), "ILE": (109.1, 2.2),
+                        "THR": (109.1, 2.2), "VAL": (109.1, 2.2)},  # EH1991
+}
+engh_huber_2001: dict[tuple[str, ...], dict[str, tuple[float, float]]] = {
+    ("N", "CA"): {"X": (1.459, 0.020), "GLY": (1.456, 0.015), "PRO": (1.468, 0.017)},  # EH2001
+    ("CA", "C"): {"X": (1.525, 0.026), "GLY": (1.514, 0.016), "PRO": (1.524, 0.020)},  # EH2001
+    ("C", "O"): {"X": (1.229, 0.019)},  # EH2001
+    ("C", "+N"): {"X": (1.336, 0.023), "PRO": (1.338, 0.019)},  # EH2001; PRO = next is Pro
+    ("N", "CA", "C"): {"X": (111.0, 2.7)},  # EH2001
+    ("CA", "C", "+N"): {"X": (117.2, 2.2)},  # EH2001
+    ("-C", "N", "CA"): {"X": (121.7, 2.5)},  # EH2001
+    ("CA", "C", "O"): {"X": (120.1, 2.1)},  # EH2001
+    ("O", "C", "+N"): {"X": (122.7, 1.6)},  # EH2001
+}
+# Proline ring closure N-CD (EH2001 proline values): bond N-CD and the angles at N and CD.
+proline_ring_closure: dict[tuple[str, ...], tuple[float, float]] = {
+    ("CD", "N"): (1.474, 0.014),  # EH2001
+    ("CA", "N", "CD"): (111.7, 1.4),  # EH2001
+    ("CG", "CD", "N"): (103.2, 1.5),  # EH2001
+}
+
+
+def engh_huber(key: tuple[str, ...], resname: str = "X", table: str = "1991"
+               ) -> tuple[float, float]:
+    """(mean, sd) of an Engh & Huber backbone bond or angle for ``resname`` (else the generic)."""
+    entry = (engh_huber_1991 if table == "1991" else engh_huber_2001)[key]
+    return entry.get(resname, entry["X"])
+
+
+def peptide_geometry(resname_i: str, resname_next: str, table: str = "1991"
+                     ) -> dict[str, tuple[float, float]]:
+    """Engh & Huber (mean, sd) of the peptide bond between residue i and residue i+1.
+
+    Returns a dict with "c_n" (A), "ca_c_n", "o_c_n" and "c_n_ca" (degrees), each taking the
+    glycine / proline exception of the residue that owns the CA / N involved.
+    """
+    eh = engh_huber_1991 if table == "1991" else engh_huber_2001
+
+    def pick(key: tuple[str, ...], *candidates: str) -> tuple[float, float]:
+        for c in candidates:
+            if c in eh[key]:
+                return eh[key][c]
+        return eh[key]["X"]
+
+    nxt_pro = "PRO" if resname_next == "PRO" else "X"
+    return {
+        "c_n": pick(("C", "+N"), nxt_pro),
+        "ca_c_n": pick(("CA", "C", "+N"), resname_i if resname_i == "GLY" else "X", nxt_pro),
+        "o_c_n": pick(("O", "C", "+N"), nxt_pro),
+        "c_n_ca": pick(("-C", "N", "CA"), resname_next if resname_next in ("GLY", "PRO")
+                       else "X"),
+    }
+
+
+def _peptide_ca_ca(omega_deg: float) -> float:
+    """CA(i)-CA(i+1) distance for a planar peptide with the EH1991 generic geometry."""
+    l_cac, l_cn, l_nca = 1.525, 1.329, 1.458  # EH1991
+    a_cacn, a_cnca = np.deg2rad(116.2), np.deg2rad(121.7)  # EH1991
+    # C(i) at the origin, N(i+1) on +x, CA(i) in the xy plane.
+    ca0 = np.array([-l_cac * np.cos(np.pi - a_cacn), l_cac * np.sin(np.pi - a_cacn), 0.0])
+    n1 = np.array([l_cn, 0.0, 0.0])
+    # CA(i+1) at angle C-N-CA, dihedral CA-C-N-CA = omega.
+    t = np.deg2rad(omega_deg)
+    ca1 = n1 + l_nca * np.array([-np.cos(a_cnca), np.sin(a_cnca) * np.cos(t),
+                                 np.sin(a_cnca) * np.sin(t)])
+    return float(np.linalg.norm(ca1 - ca0))
+
+
+#: CA-CA distance across a trans (omega = 180) and a cis (omega = 0) peptide, computed from the
+#: EH1991 generic backbone geometry above: 3.80 A (trans) and 2.77 A (cis). Real cis peptides
+#: widen the CA-C-N and C-N-CA angles, so their observed CA-CA distances are somewhat longer;
+#: treat the cis value as a lower bound.
+ca_ca_distance_trans: float = _peptide_ca_ca(180.0)
+ca_ca_distance_cis: float = _peptide_ca_ca(0.0)
+
+# >>> BEGIN GENERATED IDEAL GEOMETRY
+# Written by scripts/generate_ideal_geometry.py from Bio.PDB.ic_data (Biopython 1.88). Do not edit by hand: rerun the script.
+# Source of every number in this block: Bio.PDB.ic_data hedra_defaults /
+# dihedra_*_defaults, means and standard deviations over the PISCES set
+# cullpdb_pc20_res2.2_R1.0_d190812 (Wang & Dunbrack, Bioinformatics 19:1589, 2003).
+#
+# ic_hedra[(resname, a1, a2, a3)] = (len12, len12_sd, angle_deg, angle_sd, len23, len23_sd,
+#                                    count); '-C' = C of residue i-1, '+N' = N of residue i+1.
+ic_hedra: dict[tuple[str, str, str, str], tuple[float, float, float, float, float, float, int]] = {
+    ('ALA', '-C', 'N', 'CA'): (1.33090, 0.00858, 121.43998, 1.42147, 1.46106, 0.01120, 36738),
+    ('ALA', 'CA', 'C', '+N'): (1.52577, 0.01152, 116.69299, 1.11553, 1.33094, 0.00834, 36750),
+    ('ALA', 'CA', 'C', 'O'): (1.52579, 0.01155, 120.49833, 0.91020, 1.23331, 0.01086, 37394),
+    ('ALA', 'CA', 'C', 'OXT'): (1.52535, 0.01142, 119.74925, 2.62360, 1.24174, 0.01116, 81),
+    ('ALA', 'CB', 'CA', 'C'): (1.52608, 0.01629, 110.28430, 0.94952, 1.52579, 0.01155, 37388),
+    ('ALA', 'N', 'CA', 'C'): (1.46120, 0.01140, 111.05839, 2.18854, 1.52579, 0.01155, 37398),
+    ('ALA', 'N', 'CA', 'CB'): (1.46120, 0.01140, 110.40921, 0.88125, 1.52608, 0.01629, 37388),
+    ('ARG', '-C', 'N', 'CA'): (1.33033, 0.00792, 121.45120, 1.54197, 1.46045, 0.01125, 23753),
+    ('ARG', 'CA', 'C', '+N'): (1.52538, 0.01164, 116.68310, 1.13002, 1.33064, 0.00810, 23688),
+    ('ARG', 'CA', 'C', 'O'): (1.52541, 0.01164, 120.47935, 0.91912, 1.23270, 0.01058, 24114),
+    ('ARG', 'CA', 'C', 'OXT'): (1.52634, 0.01129, 120.17987, 2.50707, 1.24104, 0.01042, 61),
+    ('ARG', 'CA', 'CB', 'CG'): (1.53122, 0.01119, 113.88552, 1.85845, 1.52077, 0.02076, 23691),
+    ('ARG', 'CB', 'CA', 'C'): (1.53126, 0.01116, 110.10652, 1.56579, 1.52542, 0.01165, 24103),
+    ('ARG', 'CB', 'CG', 'CD'): (1.52076, 0.02076, 111.73051, 2.04838, 1.52227, 0.01978, 23622),
+    ('ARG', 'CD', 'NE', 'CZ'): (1.46073, 0.01228, 124.72448, 1.50694, 1.33067, 0.00806, 23496),
+    ('ARG', 'CG', 'CD', 'NE'): (1.52225, 0.01979, 111.67959, 2.20249, 1.46073, 0.01227, 23556),
+    ('ARG', 'N', 'CA', 'C'): (1.46051, 0.01136, 111.01141, 2.33294, 1.52541, 0.01164, 24114),
+    ('ARG', 'N', 'CA', 'CB'): (1.46051, 0.01135, 110.57356, 1.25022, 1.53126, 0.01116, 24103),
+    ('ARG', 'NE', 'CZ', 'NH1'): (1.33067, 0.00806, 120.61365, 1.16135, 1.32922, 0.00988, 23489),
+    ('ARG', 'NE', 'CZ', 'NH2'): (1.33067, 0.00806, 119.72946, 1.06991, 1.32726, 0.00957, 23487),
+    ('ASN', '-C', 'N', 'CA'): (1.33062, 0.00820, 121.61726, 1.69745, 1.46036, 0.01139, 19720),
+    ('ASN', 'CA', 'C', '+N'): (1.52568, 0.01206, 116.69676, 1.23077, 1.33090, 0.00847, 19740),
+    ('ASN', 'CA', 'C', 'O'): (1.52569, 0.01205, 120.44938, 0.99273, 1.23255, 0.01104, 20064),
+    ('ASN', 'CA', 'C', 'OXT'): (1.52885, 0.01806, 119.91220, 2.46382, 1.24238, 0.01795, 40),
+    ('ASN', 'CA', 'CB', 'CG'): (1.53197, 0.01524, 112.64738, 1.12454, 1.51608, 0.01660, 19907),
+    ('ASN', 'CB', 'CA', 'C'): (1.53197, 0.01521, 110.30885, 1.73927, 1.52570, 0.01205, 20053),
+    ('ASN', 'CB', 'CG', 'ND2'): (1.51608, 0.01661, 116.47117, 1.19956, 1.32781, 0.02243, 19898),
+    ('ASN', 'CB', 'CG', 'OD1'): (1.51608, 0.01660, 120.89146, 1.20758, 1.23316, 0.02656, 19899),
+    ('ASN', 'N', 'CA', 'C'): (1.46048, 0.01161, 111.52947, 2.76559, 1.52569, 0.01205, 20066),
+    ('ASN', 'N', 'CA', 'CB'): (1.46048, 0.01161, 110.53625, 1.33219, 1.53197, 0.01521, 20054),
+    ('ASP', '-C', 'N', 'CA'): (1.33068, 0.00823, 121.56274, 1.61419, 1.46130, 0.01171, 27198),
+    ('ASP', 'CA', 'C', '+N'): (1.52680, 0.01191, 116.74172, 1.21325, 1.33107, 0.00855, 27228),
+    ('ASP', 'CA', 'C', 'O'): (1.52681, 0.01191, 120.45665, 0.97342, 1.23263, 0.01077, 27641),
+    ('ASP', 'CA', 'C', 'OXT'): (1.52718, 0.01149, 120.50013, 4.69659, 1.24705, 0.05767, 39),
+    ('ASP', 'CA', 'CB', 'CG'): (1.53233, 0.01090, 113.01339, 1.09007, 1.51951, 0.01684, 27365),
+    ('ASP', 'CB', 'CA', 'C'): (1.53235, 0.01090, 110.14545, 1.77412, 1.52681, 0.01191, 27628),
+    ('ASP', 'CB', 'CG', 'OD1'): (1.51951, 0.01685, 119.15528, 1.65280, 1.25091, 0.02470, 27345),
+    ('ASP', 'CB', 'CG', 'OD2'): (1.51951, 0.01685, 118.08816, 1.70244, 1.25102, 0.02107, 27345),
+    ('ASP', 'N', 'CA', 'C'): (1.46141, 0.01184, 111.03743, 2.63643, 1.52681, 0.01191, 27642),
+    ('ASP', 'N', 'CA', 'CB'): (1.46141, 0.01184, 110.56192, 1.31965, 1.53235, 0.01090, 27628),
+    ('CYS', '-C', 'N', 'CA'): (1.33032, 0.00808, 121.51876, 1.56672, 1.45957, 0.01146, 5949),
+    ('CYS', 'CA', 'C', '+N'): (1.52384, 0.01182, 116.58489, 1.24455, 1.33066, 0.00862, 5926),
+    ('CYS', 'CA', 'C', 'O'): (1.52388, 0.01181, 120.45381, 0.96573, 1.23272, 0.01089, 6007),
+    ('CYS', 'CA', 'C', 'OXT'): (1.52380, 0.01273, 118.37897, 1.65356, 1.24397, 0.01088, 14),
+    ('CYS', 'CA', 'CB', 'SG'): (1.52946, 0.01183, 113.86203, 2.04695, 1.80753, 0.02318, 5998),
+    ('CYS', 'CB', 'CA', 'C'): (1.52946, 0.01183, 109.94838, 1.64395, 1.52388, 0.01181, 6003),
+    ('CYS', 'N', 'CA', 'C'): (1.45964, 0.01157, 110.93113, 2.48827, 1.52388, 0.01181, 6007),
+    ('CYS', 'N', 'CA', 'CB'): (1.45963, 0.01158, 110.53598, 1.28524, 1.52946, 0.01183, 6003),
+    ('GLN', '-C', 'N', 'CA'): (1.33224, 0.25095, 121.45675, 1.77761, 1.46058, 0.01136, 17998),
+    ('GLN', 'CA', 'C', '+N'): (1.52559, 0.01217, 116.71033, 1.15544, 1.33069, 0.00840, 17980),
+    ('GLN', 'CA', 'C', 'O'): (1.52562, 0.01217, 120.46310, 0.91801, 1.23271, 0.01129, 18318),
+    ('GLN', 'CA', 'C', 'OXT'): (1.52576, 0.01525, 120.40130, 2.17575, 1.24054, 0.01248, 39),
+    ('GLN', 'CA', 'CB', 'CG'): (1.53106, 0.01201, 113.89466, 1.83279, 1.52254, 0.08019, 18045),
+    ('GLN', 'CB', 'CA', 'C'): (1.53109, 0.01196, 110.07668, 1.64027, 1.52562, 0.01217, 18315),
+    ('GLN', 'CB', 'CG', 'CD'): (1.52256, 0.08033, 112.72750, 1.63202, 1.51803, 0.02059, 17972),
+    ('GLN', 'CG', 'CD', 'NE2'): (1.51802, 0.02060, 116.43791, 1.06786, 1.32835, 0.01347, 17952),
+    ('GLN', 'CG', 'CD', 'OE1'): (1.51802, 0.02059, 120.93630, 1.02076, 1.23433, 0.01374, 17953),
+    ('GLN', 'N', 'CA', 'C'): (1.46078, 0.01404, 111.10228, 2.34770, 1.52562, 0.01217, 18320),
+    ('GLN', 'N', 'CA', 'CB'): (1.46078, 0.01404, 110.56616, 1.41193, 1.53109, 0.01196, 18315),
+    ('GLU', '-C', 'N', 'CA'): (1.33029, 0.00786, 121.45065, 1.51425, 1.46048, 0.01216, 32234),
+    ('GLU', 'CA', 'C', '+N'): (1.52591, 0.01183, 116.74841, 1.16616, 1.33073, 0.00811, 32144),
+    ('GLU', 'CA', 'C', 'O'): (1.52593, 0.01185, 120.44996, 0.95085, 1.23262, 0.01072, 32752),
+    ('GLU', 'CA', 'C', 'OXT'): (1.52528, 0.01091, 119.67583, 2.10431, 1.24355, 0.02096, 73),
+    ('GLU', 'CA', 'CB', 'CG'): (1.53167, 0.01056, 113.93062, 1.86367, 1.52189, 0.01867, 31977),
+    ('GLU', 'CB', 'CA', 'C'): (1.53172, 0.01052, 110.13602, 1.58401, 1.52593, 0.01184, 32734),
+    ('GLU', 'CB', 'CG', 'CD'): (1.52187, 0.01868, 113.25685, 1.74528, 1.52165, 0.02069, 31790),
+    ('GLU', 'CG', 'CD', 'OE1'): (1.52164, 0.02070, 118.96293, 1.47937, 1.25216, 0.01122, 31755),
+    ('GLU', 'CG', 'CD', 'OE2'): (1.52164, 0.02070, 118.11536, 1.45495, 1.25165, 0.01301, 31752),
+    ('GLU', 'N', 'CA', 'C'): (1.46058, 0.01226, 111.15787, 2.27719, 1.52593, 0.01185, 32753),
+    ('GLU', 'N', 'CA', 'CB'): (1.46059, 0.01226, 110.55046, 1.23650, 1.53172, 0.01052, 32734),
+    ('GLY', '-C', 'N', 'CA'): (1.32948, 0.01404, 121.38416, 1.48756, 1.45504, 0.01181, 30946),
+    ('GLY', 'CA', 'C', '+N'): (1.51675, 0.00983, 116.65649, 1.35033, 1.33072, 0.00853, 31254),
+    ('GLY', 'CA', 'C', 'O'): (1.51677, 0.00984, 120.48820, 1.09788, 1.23313, 0.01079, 31845),
+    ('GLY', 'CA', 'C', 'OXT'): (1.51836, 0.01201, 120.01750, 4.04221, 1.24928, 0.03755, 57),
+    ('GLY', 'N', 'CA', 'C'): (1.45534, 0.01227, 113.13469, 2.73621, 1.51677, 0.00984, 31847),
+    ('HIS', '-C', 'N', 'CA'): (1.33052, 0.00842, 121.56887, 1.70772, 1.46026, 0.01180, 10739),
+    ('HIS', 'CA', 'C', '+N'): (1.52433, 0.01261, 116.66524, 1.24379, 1.33078, 0.00914, 10708),
+    ('HIS', 'CA', 'C', 'O'): (1.52435, 0.01258, 120.44439, 0.98586, 1.23267, 0.01107, 10943),
+    ('HIS', 'CA', 'C', 'OXT'): (1.51933, 0.01541, 119.63321, 1.32706, 1.24306, 0.01146, 30),
+    ('HIS', 'CA', 'CB', 'CG'): (1.53191, 0.01218, 113.63847, 1.08749, 1.49588, 0.00823, 10862),
+    ('HIS', 'CB', 'CA', 'C'): (1.53191, 0.01215, 110.12661, 1.69525, 1.52435, 0.01258, 10944),
+    ('HIS', 'CB', 'CG', 'CD2'): (1.49588, 0.00823, 131.02926, 0.88822, 1.35512, 0.00773, 10855),
+    ('HIS', 'CB', 'CG', 'ND1'): (1.49588, 0.00823, 122.63934, 0.85608, 1.37822, 0.00799, 10855),
+    ('HIS', 'CG', 'CD2', 'NE2'): (1.35512, 0.00773, 107.18603, 0.46636, 1.37374, 0.00737, 10854),
+    ('HIS', 'CG', 'ND1', 'CE1'): (1.37822, 0.00799, 109.16038, 0.81076, 1.32333, 0.00842, 10854),
+    ('HIS', 'N', 'CA', 'C'): (1.46046, 0.01208, 111.09335, 2.58066, 1.52435, 0.01258, 10946),
+    ('HIS', 'N', 'CA', 'CB'): (1.46046, 0.01208, 110.46512, 1.38925, 1.53191, 0.01215, 10944),
+    ('ILE', '-C', 'N', 'CA'): (1.32998, 0.00789, 121.58807, 1.51501, 1.46022, 0.01155, 26996),
+    ('ILE', 'CA', 'C', '+N'): (1.52634, 0.01179, 116.66184, 1.13349, 1.33089, 0.00937, 26993),
+    ('ILE', 'CA', 'C', 'O'): (1.52636, 0.01177, 120.50872, 0.88888, 1.23343, 0.01089, 27316),
+    ('ILE', 'CA', 'C', 'OXT'): (1.52902, 0.01090, 119.47607, 3.18851, 1.24279, 0.01223, 46),
+    ('ILE', 'CA', 'CB', 'CG1'): (1.54567, 0.01493, 110.42270, 1.28403, 1.53337, 0.01361, 27238),
+    ('ILE', 'CA', 'CB', 'CG2'): (1.54567, 0.01493, 110.72098, 1.04463, 1.53061, 0.01830, 27237),
+    ('ILE', 'CB', 'CA', 'C'): (1.54566, 0.01492, 110.43886, 1.73720, 1.52636, 0.01177, 27314),
+    ('ILE', 'CB', 'CG1', 'CD1'): (1.53337, 0.01361, 113.96450, 1.43141, 1.51990, 0.02677, 27229),
+    ('ILE', 'N', 'CA', 'C'): (1.46029, 0.01165, 109.82832, 2.41611, 1.52636, 0.01177, 27316),
+    ('ILE', 'N', 'CA', 'CB'): (1.46029, 0.01165, 111.38983, 1.29388, 1.54566, 0.01492, 27314),
+    ('LEU', '-C', 'N', 'CA'): (1.33033, 0.00783, 121.48377, 1.44799, 1.46027, 0.01161, 43582),
+    ('LEU', 'CA', 'C', '+N'): (1.52501, 0.01162, 116.73371, 1.11117, 1.33088, 0.01016, 43450),
+    ('LEU', 'CA', 'C', 'O'): (1.52503, 0.01180, 120.41783, 0.90118, 1.23287, 0.01101, 44095),
+    ('LEU', 'CA', 'C', 'OXT'): (1.52511, 0.01649, 119.77807, 2.96371, 1.24171, 0.01938, 97),
+    ('LEU', 'CA', 'CB', 'CG'): (1.53140, 0.01072, 116.33839, 2.65234, 1.53041, 0.01173, 43982),
+    ('LEU', 'CB', 'CA', 'C'): (1.53140, 0.01072, 109.99081, 1.43419, 1.52503, 0.01180, 44095),
+    ('LEU', 'CB', 'CG', 'CD1'): (1.53041, 0.01173, 110.43155, 1.76987, 1.52397, 0.01785, 43971),
+    ('LEU', 'CB', 'CG', 'CD2'): (1.53041, 0.01173, 110.63050, 1.73888, 1.52450, 0.01808, 43969),
+    ('LEU', 'N', 'CA', 'C'): (1.46035, 0.01171, 110.90523, 2.36226, 1.52503, 0.01180, 44096),
+    ('LEU', 'N', 'CA', 'CB'): (1.46035, 0.01171, 110.50322, 1.14993, 1.53140, 0.01072, 44095),
+    ('LYS', '-C', 'N', 'CA'): (1.33029, 0.00786, 121.55854, 1.49435, 1.46068, 0.01264, 26578),
+    ('LYS', 'CA', 'C', '+N'): (1.52593, 0.01345, 116.70069, 1.17674, 1.33064, 0.00816, 26509),
+    ('LYS', 'CA', 'C', 'O'): (1.52595, 0.01341, 120.47261, 0.95867, 1.23256, 0.01075, 27000),
+    ('LYS', 'CA', 'C', 'OXT'): (1.52688, 0.01084, 119.77013, 2.43662, 1.24180, 0.01157, 93),
+    ('LYS', 'CA', 'CB', 'CG'): (1.53126, 0.01054, 114.04683, 1.74391, 1.52169, 0.01758, 26244),
+    ('LYS', 'CB', 'CA', 'C'): (1.53130, 0.01049, 110.09100, 1.49272, 1.52595, 0.01342, 26987),
+    ('LYS', 'CB', 'CG', 'CD'): (1.52167, 0.01759, 111.57829, 1.94916, 1.52379, 0.02433, 25968),
+    ('LYS', 'CD', 'CE', 'NZ'): (1.52230, 0.01893, 111.75306, 2.32602, 1.49305, 0.01971, 25629),
+    ('LYS', 'CG', 'CD', 'CE'): (1.52369, 0.02411, 111.62887, 1.75651, 1.52231, 0.01892, 25714),
+    ('LYS', 'N', 'CA', 'C'): (1.46080, 0.01278, 111.08063, 2.33744, 1.52595, 0.01341, 27001),
+    ('LYS', 'N', 'CA', 'CB'): (1.46080, 0.01278, 110.54772, 1.17805, 1.53130, 0.01049, 26987),
+    ('MET', '-C', 'N', 'CA'): (1.33037, 0.00840, 121.38091, 1.61882, 1.46012, 0.01278, 6955),
+    ('MET', 'CA', 'C', '+N'): (1.52498, 0.01186, 116.72073, 1.22277, 1.33086, 0.00891, 7191),
+    ('MET', 'CA', 'C', 'O'): (1.52499, 0.01184, 120.43685, 0.98426, 1.23294, 0.01131, 7251),
+    ('MET', 'CA', 'C', 'OXT'): (1.52632, 0.01036, 119.62203, 1.70106, 1.24398, 0.00862, 7),
+    ('MET', 'CA', 'CB', 'CG'): (1.53120, 0.01199, 113.86413, 2.01777, 1.52052, 0.02222, 7201),
+    ('MET', 'CB', 'CA', 'C'): (1.53120, 0.01199, 110.04147, 1.60511, 1.52500, 0.01184, 7248),
+    ('MET', 'CB', 'CG', 'SD'): (1.52051, 0.02223, 112.65759, 2.73841, 1.80619, 0.02344, 7198),
+    ('MET', 'CG', 'SD', 'CE'): (1.80620, 0.02344, 100.62190, 2.41850, 1.78579, 0.03908, 7196),
+    ('MET', 'N', 'CA', 'C'): (1.46091, 0.01368, 110.97184, 2.26945, 1.52499, 0.01184, 7251),
+    ('MET', 'N', 'CA', 'CB'): (1.46091, 0.01368, 110.56896, 1.27435, 1.53120, 0.01199, 7248),
+    ('PHE', '-C', 'N', 'CA'): (1.33047, 0.00787, 121.57766, 1.60046, 1.45994, 0.01139, 18837),
+    ('PHE', 'CA', 'C', '+N'): (1.52453, 0.01187, 116.58552, 1.20900, 1.33064, 0.00855, 18775),
+    ('PHE', 'CA', 'C', 'O'): (1.52456, 0.01188, 120.49095, 0.92876, 1.23299, 0.01129, 19038),
+    ('PHE', 'CA', 'C', 'OXT'): (1.52401, 0.01429, 119.63248, 1.73167, 1.24271, 0.01193, 42),
+    ('PHE', 'CA', 'CB', 'CG'): (1.53345, 0.01162, 113.82114, 1.13141, 1.50431, 0.01303, 18987),
+    ('PHE', 'CB', 'CA', 'C'): (1.53345, 0.01161, 110.10780, 1.76722, 1.52457, 0.01188, 19036),
+    ('PHE', 'CB', 'CG', 'CD1'): (1.50431, 0.01303, 120.70752, 0.74543, 1.38869, 0.01110, 18983),
+    ('PHE', 'CB', 'CG', 'CD2'): (1.50431, 0.01303, 120.54385, 0.68888, 1.38836, 0.01104, 18983),
+    ('PHE', 'CD1', 'CE1', 'CZ'): (1.39121, 0.01538, 119.89822, 0.58792, 1.38441, 0.01516, 18982),
+    ('PHE', 'CG', 'CD1', 'CE1'): (1.38869, 0.01110, 120.78060, 0.56650, 1.39121, 0.01538, 18982),
+    ('PHE', 'CG', 'CD2', 'CE2'): (1.38836, 0.01104, 120.79762, 0.57719, 1.39086, 0.01495, 18982),
+    ('PHE', 'N', 'CA', 'C'): (1.46000, 0.01149, 110.81237, 2.47224, 1.52457, 0.01188, 19039),
+    ('PHE', 'N', 'CA', 'CB'): (1.46000, 0.01150, 110.60289, 1.35478, 1.53345, 0.01161, 19037),
+    ('PRO', '-C', 'N', 'CA'): (1.34101, 0.01068, 120.33021, 2.55702, 1.46667, 0.01051, 20520),
+    ('PRO', 'CA', 'C', '+N'): (1.52593, 0.01183, 116.77550, 1.40651, 1.33171, 0.23591, 20372),
+    ('PRO', 'CA', 'C', 'O'): (1.52595, 0.01193, 120.19725, 1.18822, 1.23340, 0.01091, 20902),
+    ('PRO', 'CA', 'C', 'OXT'): (1.52734, 0.00925, 119.54010, 2.65747, 1.24292, 0.01366, 37),
+    ('PRO', 'CA', 'CB', 'CG'): (1.53273, 0.00986, 104.39244, 1.38197, 1.49426, 0.02559, 20886),
+    ('PRO', 'CB', 'CA', 'C'): (1.53273, 0.00986, 110.90929, 1.33990, 1.52595, 0.01193, 20903),
+    ('PRO', 'CB', 'CG', 'CD'): (1.49426, 0.02559, 105.28138, 2.19879, 1.50552, 0.01875, 20886),
+    ('PRO', 'N', 'CA', 'C'): (1.46668, 0.01057, 112.64045, 2.33215, 1.52595, 0.01193, 20906),
+    ('PRO', 'N', 'CA', 'CB'): (1.46669, 0.01057, 103.26041, 0.69882, 1.53273, 0.00986, 20904),
+    ('SER', '-C', 'N', 'CA'): (1.33027, 0.00803, 121.49507, 1.58653, 1.45999, 0.01432, 27790),
+    ('SER', 'CA', 'C', '+N'): (1.52530, 0.01214, 116.64870, 1.28030, 1.33098, 0.01498, 27939),
+    ('SER', 'CA', 'C', 'O'): (1.52539, 0.01529, 120.46650, 1.01182, 1.23290, 0.01088, 28433),
+    ('SER', 'CA', 'C', 'OXT'): (1.52807, 0.01641, 120.91469, 2.64919, 1.24202, 0.01578, 51),
+    ('SER', 'CA', 'CB', 'OG'): (1.53013, 0.01158, 110.77341, 1.52308, 1.41685, 0.01304, 28300),
+    ('SER', 'CB', 'CA', 'C'): (1.53014, 0.01158, 109.87197, 1.52276, 1.52539, 0.01529, 28425),
+    ('SER', 'N', 'CA', 'C'): (1.46027, 0.01472, 111.24019, 2.45592, 1.52539, 0.01529, 28434),
+    ('SER', 'N', 'CA', 'CB'): (1.46027, 0.01472, 110.50165, 1.23020, 1.53014, 0.01158, 28425),
+    ('THR', '-C', 'N', 'CA'): (1.32996, 0.00828, 121.53022, 1.53181, 1.45965, 0.01146, 25119),
+    ('THR', 'CA', 'C', '+N'): (1.52571, 0.01189, 116.64426, 1.22228, 1.33079, 0.00878, 25220),
+    ('THR', 'CA', 'C', 'O'): (1.52573, 0.01190, 120.48233, 0.98286, 1.23318, 0.01096, 25576),
+    ('THR', 'CA', 'C', 'OXT'): (1.52755, 0.01034, 119.66033, 1.40536, 1.23887, 0.00954, 30),
+    ('THR', 'CA', 'CB', 'CG2'): (1.54072, 0.01532, 111.14321, 1.13578, 1.52457, 0.02075, 25482),
+    ('THR', 'CA', 'CB', 'OG1'): (1.54072, 0.01532, 109.25291, 1.13095, 1.43241, 0.00917, 25489),
+    ('THR', 'CB', 'CA', 'C'): (1.54072, 0.01537, 109.68682, 1.87880, 1.52573, 0.01190, 25569),
+    ('THR', 'N', 'CA', 'C'): (1.45979, 0.01171, 110.71436, 2.46117, 1.52573, 0.01190, 25576),
+    ('THR', 'N', 'CA', 'CB'): (1.45979, 0.01171, 111.20333, 1.44118, 1.54072, 0.01537, 25569),
+    ('TRP', '-C', 'N', 'CA'): (1.33060, 0.00834, 121.52771, 1.60459, 1.46022, 0.01156, 6627),
+    ('TRP', 'CA', 'C', '+N'): (1.52456, 0.01636, 116.66104, 1.27754, 1.33076, 0.00901, 6603),
+    ('TRP', 'CA', 'C', 'O'): (1.52458, 0.01632, 120.45502, 1.04358, 1.23347, 0.01110, 6686),
+    ('TRP', 'CA', 'C', 'OXT'): (1.52011, 0.01311, 119.00257, 1.69651, 1.24155, 0.01121, 13),
+    ('TRP', 'CA', 'CB', 'CG'): (1.53282, 0.01277, 113.97168, 2.24736, 1.49904, 0.01963, 6670),
+    ('TRP', 'CB', 'CA', 'C'): (1.53282, 0.01277, 110.03494, 1.68844, 1.52458, 0.01632, 6686),
+    ('TRP', 'CB', 'CG', 'CD1'): (1.49905, 0.01961, 127.04161, 0.82872, 1.36776, 0.01209, 6667),
+    ('TRP', 'CB', 'CG', 'CD2'): (1.49905, 0.01961, 126.62363, 0.78472, 1.43264, 0.01052, 6667),
+    ('TRP', 'CD2', 'CE2', 'CZ2'): (1.41285, 0.01076, 122.37162, 0.39598, 1.39683, 0.01110, 6667),
+    ('TRP', 'CE2', 'CZ2', 'CH2'): (1.39683, 0.01110, 117.46338, 0.48283, 1.37181, 0.01002, 6667),
+    ('TRP', 'CG', 'CD1', 'NE1'): (1.36776, 0.01209, 110.09367, 0.60391, 1.37511, 0.01180, 6667),
+    ('TRP', 'CG', 'CD2', 'CE2'): (1.43264, 0.01052, 107.20412, 0.45148, 1.41285, 0.01076, 6667),
+    ('TRP', 'CG', 'CD2', 'CE3'): (1.43264, 0.01052, 133.89457, 0.46905, 1.40061, 0.00787, 6667),
+    ('TRP', 'CZ2', 'CH2', 'CZ3'): (1.37181, 0.01002, 121.52060, 0.48184, 1.40362, 0.01255, 6667),
+    ('TRP', 'N', 'CA', 'C'): (1.46029, 0.01173, 110.90325, 2.40138, 1.52458, 0.01632, 6686),
+    ('TRP', 'N', 'CA', 'CB'): (1.46029, 0.01173, 110.55141, 1.35224, 1.53282, 0.01277, 6686),
+    ('TYR', '-C', 'N', 'CA'): (1.33039, 0.00870, 121.64133, 1.67930, 1.45990, 0.01180, 16676),
+    ('TYR', 'CA', 'C', '+N'): (1.52434, 0.01245, 116.57590, 1.23191, 1.33050, 0.00901, 16620),
+    ('TYR', 'CA', 'C', 'O'): (1.52434, 0.01247, 120.49480, 0.93410, 1.23293, 0.01112, 16834),
+    ('TYR', 'CA', 'C', 'OXT'): (1.52321, 0.01606, 119.49565, 2.34968, 1.24463, 0.01854, 36),
+    ('TYR', 'CA', 'CB', 'CG'): (1.53316, 0.01194, 113.73017, 2.10543, 1.51069, 0.01218, 16797),
+    ('TYR', 'CB', 'CA', 'C'): (1.53316, 0.01193, 110.02329, 1.69072, 1.52434, 0.01247, 16834),
+    ('TYR', 'CB', 'CG', 'CD1'): (1.51069, 0.01218, 120.93847, 0.68236, 1.39171, 0.01060, 16794),
+    ('TYR', 'CB', 'CG', 'CD2'): (1.51069, 0.01218, 120.85238, 0.65315, 1.39117, 0.01080, 16794),
+    ('TYR', 'CD1', 'CE1', 'CZ'): (1.38947, 0.01503, 119.53062, 0.62808, 1.38197, 0.01268, 16793),
+    ('TYR', 'CE1', 'CZ', 'OH'): (1.38198, 0.01268, 119.78227, 1.31664, 1.37715, 0.01162, 16792),
+    ('TYR', 'CG', 'CD1', 'CE1'): (1.39171, 0.01060, 121.13695, 0.53265, 1.38947, 0.01503, 16794),
+    ('TYR', 'CG', 'CD2', 'CE2'): (1.39117, 0.01080, 121.14721, 0.55038, 1.38918, 0.01471, 16793),
+    ('TYR', 'N', 'CA', 'C'): (1.45996, 0.01187, 110.93364, 2.48714, 1.52434, 0.01247, 16834),
+    ('TYR', 'N', 'CA', 'CB'): (1.45996, 0.01187, 110.58072, 1.29512, 1.53316, 0.01193, 16835),
+    ('VAL', '-C', 'N', 'CA'): (1.32997, 0.01029, 121.61608, 1.51000, 1.46006, 0.01136, 31661),
+    ('VAL', 'CA', 'C', '+N'): (1.52632, 0.01146, 116.61840, 1.12023, 1.33078, 0.00830, 31561),
+    ('VAL', 'CA', 'C', 'O'): (1.52633, 0.01147, 120.53418, 0.88058, 1.23364, 0.01072, 32001),
+    ('VAL', 'CA', 'C', 'OXT'): (1.52365, 0.01742, 119.91629, 2.30810, 1.24178, 0.01279, 58),
+    ('VAL', 'CA', 'CB', 'CG1'): (1.54600, 0.01458, 110.76896, 1.05246, 1.52671, 0.01806, 31953),
+    ('VAL', 'CA', 'CB', 'CG2'): (1.54600, 0.01458, 110.48323, 1.13183, 1.52593, 0.01841, 31953),
+    ('VAL', 'CB', 'CA', 'C'): (1.54599, 0.01458, 110.37127, 1.67136, 1.52633, 0.01147, 32000),
+    ('VAL', 'N', 'CA', 'C'): (1.46011, 0.01146, 109.79444, 2.41989, 1.52633, 0.01147, 32003),
+    ('VAL', 'N', 'CA', 'CB'): (1.46011, 0.01146, 111.50512, 1.33066, 1.54599, 0.01458, 32000),
+}
+
+# ic_sidechain_build[resname]: placement order of side-chain heavy atoms beyond CB,
+# (atom, ref_a, ref_b, ref_c, chi, dihedral_deg): dihedral ref_a-ref_b-ref_c-atom is
+# chi_k + dihedral_deg for chi = k in 1..4, or the constant dihedral_deg for chi = 0.
+ic_sidechain_build: dict[str, tuple[tuple[str, str, str, str, int, float], ...]] = {
+    'ALA': (),
+    'ARG': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CD', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('NE', 'CB', 'CG', 'CD', 3, 0.00000),
+        ('CZ', 'CG', 'CD', 'NE', 4, 0.00000),
+        ('NH1', 'CD', 'NE', 'CZ', 0, 0.04129),
+        ('NH2', 'CD', 'NE', 'CZ', 0, -179.95906),
+    ),
+    'ASN': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('OD1', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('ND2', 'CA', 'CB', 'CG', 2, 179.94543),
+    ),
+    'ASP': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('OD1', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('OD2', 'CA', 'CB', 'CG', 2, -179.86172),
+    ),
+    'CYS': (
+        ('SG', 'N', 'CA', 'CB', 1, 0.00000),
+    ),
+    'GLN': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CD', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('OE1', 'CB', 'CG', 'CD', 3, 0.00000),
+        ('NE2', 'CB', 'CG', 'CD', 3, -179.98865),
+    ),
+    'GLU': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CD', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('OE1', 'CB', 'CG', 'CD', 3, 0.00000),
+        ('OE2', 'CB', 'CG', 'CD', 3, -179.97281),
+    ),
+    'GLY': (),
+    'HIS': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('ND1', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('CE1', 'CB', 'CG', 'ND1', 0, 179.94389),
+        ('CD2', 'CA', 'CB', 'CG', 2, 179.92892),
+        ('NE2', 'CB', 'CG', 'CD2', 0, -179.94222),
+    ),
+    'ILE': (
+        ('CG1', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CD1', 'CA', 'CB', 'CG1', 2, 0.00000),
+        ('CG2', 'N', 'CA', 'CB', 1, -123.20171),
+    ),
+    'LEU': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CD1', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('CD2', 'CA', 'CB', 'CG', 2, 122.93111),
+    ),
+    'LYS': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CD', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('CE', 'CB', 'CG', 'CD', 3, 0.00000),
+        ('NZ', 'CG', 'CD', 'CE', 4, 0.00000),
+    ),
+    'MET': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('SD', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('CE', 'CB', 'CG', 'SD', 3, 0.00000),
+    ),
+    'PHE': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CD1', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('CE1', 'CB', 'CG', 'CD1', 0, -179.99254),
+        ('CZ', 'CG', 'CD1', 'CE1', 0, -0.02249),
+        ('CD2', 'CA', 'CB', 'CG', 2, 179.97232),
+        ('CE2', 'CB', 'CG', 'CD2', 0, 179.99540),
+    ),
+    'PRO': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CD', 'CA', 'CB', 'CG', 2, 0.00000),
+    ),
+    'SER': (
+        ('OG', 'N', 'CA', 'CB', 1, 0.00000),
+    ),
+    'THR': (
+        ('OG1', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CG2', 'N', 'CA', 'CB', 1, -120.62370),
+    ),
+    'TRP': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CD1', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('NE1', 'CB', 'CG', 'CD1', 0, -179.84187),
+        ('CD2', 'CA', 'CB', 'CG', 2, -179.77249),
+        ('CE2', 'CB', 'CG', 'CD2', 0, 179.84352),
+        ('CZ2', 'CG', 'CD2', 'CE2', 0, 179.96302),
+        ('CH2', 'CD2', 'CE2', 'CZ2', 0, 0.01803),
+        ('CE3', 'CB', 'CG', 'CD2', 0, -0.18248),
+        ('CZ3', 'CE2', 'CZ2', 'CH2', 0, -0.01231),
+    ),
+    'TYR': (
+        ('CG', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CD1', 'CA', 'CB', 'CG', 2, 0.00000),
+        ('CE1', 'CB', 'CG', 'CD1', 0, -179.91379),
+        ('CZ', 'CG', 'CD1', 'CE1', 0, -0.02863),
+        ('OH', 'CD1', 'CE1', 'CZ', 0, 179.99504),
+        ('CD2', 'CA', 'CB', 'CG', 2, -179.94185),
+        ('CE2', 'CB', 'CG', 'CD2', 0, 179.92677),
+    ),
+    'VAL': (
+        ('CG1', 'N', 'CA', 'CB', 1, 0.00000),
+        ('CG2', 'N', 'CA', 'CB', 1, 122.92482),
+    ),
+}
+# <<< END GENERATED IDEAL GEOMETRY
+
+# --------------------------------------------------------------------------------------------
+# Chi angles.
+# Definitions: IUPAC-IUB Commission on Biochemical Nomenclature, "Abbreviations and symbols for
+# the description of the conformation of polypeptide chains", Biochemistry 9, 3471-3479 (1970);
+# the same four-atom definitions as Bio.PDB.ic_data's "chi1".."chi4" tags (checked in tests).
+# --------------------------------------------------------------------------------------------
+chi_angles_atoms: dict[str, list[list[str]]] = {
+    "ALA": [],
+    "ARG": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "CD"], ["CB", "CG", "CD", "NE"],
+            ["CG", "CD", "NE", "CZ"]],
+    "ASN": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "OD1"]],
+    "ASP": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "OD1"]],
+    "CYS": [["N", "CA", "CB", "SG"]],
+    "GLN": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "CD"], ["CB", "CG", "CD", "OE1"]],
+    "GLU": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "CD"], ["CB", "CG", "CD", "OE1"]],
+    "GLY": [],
+    "HIS": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "ND1"]],
+    "ILE": [["N", "CA", "CB", "CG1"], ["CA", "CB", "CG1", "CD1"]],
+    "LEU": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "CD1"]],
+    "LYS": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "CD"], ["CB", "CG", "CD", "CE"],
+            ["CG", "CD", "CE", "NZ"]],
+    "MET": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "SD"], ["CB", "CG", "SD", "CE"]],
+    "PHE": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "CD1"]],
+    "PRO": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "CD"]],
+    "SER": [["N", "CA", "CB", "OG"]],
+    "THR": [["N", "CA", "CB", "OG1"]],
+    "TRP": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "CD1"]],
+    "TYR": [["N", "CA", "CB", "CG"], ["CA", "CB", "CG", "CD1"]],
+    "VAL": [["N", "CA", "CB", "CG1"]],
+    "UNK": [],
+}
+
+#: Chis whose last rotating unit is symmetric under a 180 degree flip (carboxylate, phenyl ring):
+#: the angle is defined only modulo pi. The atom names that swap with the flip are below.
+#: (Jumper et al. 2021, Suppl. 1.9.1; IUPAC 1970 names OD1/OD2 etc. arbitrarily for these.)
+chi_pi_periodic_names: dict[str, list[int]] = {
+    "ASP": [2], "GLU": [3], "PHE": [2], "TYR": [2],
+}
+#: Atom-name swaps that leave a pi-periodic side chain unchanged (the names are ambiguous).
+residue_atom_renaming_swaps: dict[str, dict[str, str]] = {
+    "ASP": {"OD1": "OD2"},
+    "GLU": {"OE1": "OE2"},
+    "PHE": {"CD1": "CD2", "CE1": "CE2"},
+    "TYR": {"CD1": "CD2", "CE1": "CE2"},
+}
+
+
+def _build_chi_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """chi_angles_mask [21,4], chi_pi_periodic [21,4], chi atom37 / atom14 indices [21,4,4]."""
+    mask = np.zeros((21, 4), np.float32)
+    periodic = np.zeros((21, 4), np.float32)
+    idx37 = np.zeros((21, 4, 4), np.int32)
+    idx14 = np.zeros((21, 4, 4), np.int32)
+    for i, name in enumerate(resnames):
+        for k, atoms in enumerate(chi_angles_atoms[name]):
+            mask[i, k] = 1.0
+            idx37[i, k] = [atom_order[a] for a in atoms]
+            idx14[i, k] = [restype_name_to_atom14_names[name].index(a) for a in atoms]
+        for k in chi_pi_periodic_names.get(name, []):
+            periodic[i, k - 1] = 1.0
+    return mask, periodic, idx37, idx14
+
+
+#: [21, 4] 1 where the residue type has chi_k.
+#: [21, 4] 1 where chi_k is pi-periodic.
+#: [21, 4, 4] atom37 / atom14 indices of the four atoms of each chi (0 where absent).
+chi_angles_mask, chi_pi_periodic, chi_angles_atom37_indices, chi_angles_atom14_indices = (
+    _build_chi_tables())
+
+
+def _build_swap_tables() -> tuple[np.ndarray, np.ndarray]:
+    """atom14 permutation that renames ambiguous atoms [21,14] and an ambiguity mask [21,14]."""
+    perm = np.tile(np.arange(14, dtype=np.int32), (21, 1))
+    ambiguous = np.zeros((21, 14), np.float32)
+    for i, name in enumerate(resnames):
+        names14 = restype_name_to_atom14_names[name]
+        for a, b in residue_atom_renaming_swaps.get(name, {}).items():
+            ia, ib = names14.index(a), names14.index(b)
+            perm[i, ia], perm[i, ib] = ib, ia
+            ambiguous[i, ia] = ambiguous[i, ib] = 1.0
+    return perm, ambiguous
+
+
+#: ``x14_renamed = x14[..., restype_atom14_swap_index[aatype], :]`` swaps the ambiguous atoms.
+restype_atom14_swap_index, restype_atom14_is_ambiguous = _build_swap_tables()
+
+# --------------------------------------------------------------------------------------------
+# Ideal residue coordinates and rigid groups (Jumper et al. 2021, Suppl. 1.8, Table 2).
+#
+# Eight rigid groups per residue: 0 backbone (N, CA, C, CB), 1 pre-omega, 2 phi, 3 psi (O),
+# 4..7 chi1..chi4. The frame of group g is ``parent(g) o default_frame[g] o rot_x(torsion_g)``
+# with parent = backbone for g <= 4 and chi(k-1) for chi k >= 2. The backbone frame is
+# Rigid.from_three_points(N, CA, C): CA at the origin, C on +x, N in the xy plane with y > 0.
+#
+# Default frames (as in the AlphaFold2 convention):
+#   phi: origin N, x along CA->N, y towards +x of the backbone frame (C side).
+#   psi: origin C, x along CA->C, y along N->CA (so O at rotation 0 has N-CA-C-O = 180 deg;
+#        the psi "torsion" that rebuilds O is dihedral(N, CA, C, O) - 180 deg, ~ the true psi).
+#   chi k with atoms (a0, a1, a2, a3): origin a2, x along a1->a2, y towards a0. An atom placed
+#        at rotation 0 with dihedral a0-a1-a2-atom = d ends at dihedral chi_k + d.
+# Atom positions are built from the generated Bio.PDB.ic_data tables above by the natural
+# extension reference frame (NeRF) method with every chi at 0, then expressed in their group's
+# frame. CB is placed from the two angles N-CA-CB and CB-CA-C with L chirality (CB at z < 0).
+# UNK has a backbone only, built from the EH1991 generic values.
+# --------------------------------------------------------------------------------------------
+rigid_group_names: list[str] = ["backbone", "pre_omega", "phi", "psi", "chi1", "chi2", "chi3",
+                                "chi4"]
+
+
+def _ic_lookup(resname: str, a1: str, a2: str, a3: str) -> tuple[float, float, float, float,
+                                                                   float, float, int] | None:
+    """``ic_hedra`` entry for the angle a1-a2-a3 oriented as asked (or None if absent)."""
+    if (resname, a1, a2, a3) in ic_hedra:
+        return ic_hedra[(resname, a1, a2, a3)]
+    if (resname, a3, a2, a1) in ic_hedra:
+        l12, s12, ang, sang, l23, s23, n = ic_hedra[(resname, a3, a2, a1)]
+        return (l23, s23, ang, sang, l12, s12, n)
+    return None
+
+
+def _nerf(a: np.ndarray, b: np.ndarray, c: np.ndarray, bond: float, angle_deg: float,
+          torsion_deg: float) -> np.ndarray:
+    """Point d with |c - d| = bond, angle b-c-d = angle and dihedral a-b-c-d = torsion."""
+    bc = (c - b) / np.linalg.norm(c - b)
+    n = np.cross(b - a, bc)
+    n /= np.linalg.norm(n)
+    m = np.cross(n, bc)
+    ang, tor = np.deg2rad(angle_deg), np.deg2rad(torsion_deg)
+    local = np.array([-bond * np.cos(ang), bond * np.sin(ang) * np.cos(tor),
+                      bond * np.sin(ang) * np.sin(tor)])
+    return c + local[0] * bc + local[1] * m + local[2] * n
+
+
+def _frame_4x4(origin: np.ndarray, ex: np.ndarray, ey: np.ndarray) -> np.ndarray:
+    """4x4 transform with origin, x axis along ex and y axis in the (ex, ey) plane."""
+    e1 = ex / np.linalg.norm(ex)
+    e2 = ey - e1 * np.dot(e1, ey)
+    e2 /= np.linalg.norm(e2)
+    e3 = np.cross(e1, e2)
+    m = np.eye(4)
+    m[:3, :3] = np.stack([e1, e2, e3], axis=-1)
+    m[:3, 3] = origin
+    return m
+
+
+def _ideal_residue(resname: str) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Ideal heavy-atom coordinates (backbone frame, all torsions 0) and rigid group per atom."""
+    if resname == "UNK":
+        l_nca, l_cac, l_co = 1.458, 1.525, 1.231  # EH1991 generic
+        a_ncac, a_caco = 111.2, 120.8  # EH1991 generic
+    else:
+        l_nca, _, a_ncac, _, l_cac, _, _ = _ic_lookup(resname, "N", "CA", "C")
+        _, _, a_caco, _, l_co, _, _ = _ic_lookup(resname, "CA", "C", "O")
+    t = np.deg2rad(a_ncac)
+    pos = {
+        "CA": np.zeros(3),
+        "C": np.array([l_cac, 0.0, 0.0]),
+        "N": l_nca * np.array([np.cos(t), np.sin(t), 0.0]),
+    }
+    group = {"N": 0, "CA": 0, "C": 0, "O": 3}
+    pos["O"] = _nerf(pos["N"], pos["CA"], pos["C"], l_co, a_caco, 180.0)
+    if resname not in ("GLY", "UNK"):
+        _, _, a_ncacb, _, l_cacb, _, _ = _ic_lookup(resname, "N", "CA", "CB")
+        _, _, a_cbcac, _, _, _, _ = _ic_lookup(resname, "CB", "CA", "C")
+        n_hat = pos["N"] / np.linalg.norm(pos["N"])
+        ux = np.cos(np.deg2rad(a_cbcac))
+        uy = (np.cos(np.deg2rad(a_ncacb)) - n_hat[0] * ux) / n_hat[1]
+        uz = -np.sqrt(max(0.0, 1.0 - ux * ux - uy * uy))  # L-amino acid: CB below the plane
+        pos["CB"] = l_cacb * np.array([ux, uy, uz])
+        group["CB"] = 0
+    for atom, a, b, c, chi, dihedral in ic_sidechain_build.get(resname, ()):
+        hed = _ic_lookup(resname, b, c, atom)
+        if hed is None:
+            raise RuntimeError(f"ic_hedra lacks {resname} {b}-{c}-{atom}")
+        pos[atom] = _nerf(pos[a], pos[b], pos[c], hed[4], hed[2], dihedral)
+        if chi > 0:
+            if chi_angles_atoms[resname][chi - 1][:3] != [a, b, c]:
+                raise RuntimeError(f"{resname} {atom}: chi{chi} reference atoms differ")
+            group[atom] = 3 + chi
+        else:
+            group[atom] = group[c]
+    return pos, group
+
+
+def _build_rigid_groups():
+    default_frames = np.zeros((21, 8, 4, 4), np.float64)
+    default_frames[:] = np.eye(4)
+    atom14_group = np.zeros((21, 14), np.int32)
+    atom14_pos = np.zeros((21, 14, 3), np.float64)
+    ideal14 = np.zeros((21, 14, 3), np.float64)
+    positions: dict[str, list[tuple[str, int, tuple[float, float, float]]]] = {}
+    for i, name in enumerate(resnames):
+        pos, group = _ideal_residue(name)
+        glob = np.zeros((8, 4, 4))
+        glob[:] = np.eye(4)
+        # phi and psi frames (relative to the backbone frame = global here).
+        glob[2] = _frame_4x4(pos["N"], pos["N"] - pos["CA"], np.array([1.0, 0.0, 0.0]))
+        glob[3] = _frame_4x4(pos["C"], pos["C"] - pos["CA"], pos["CA"] - pos["N"])
+        default_frames[i, 2], default_frames[i, 3] = glob[2], glob[3]
+        for k, (a0, a1, a2, _) in enumerate(chi_angles_atoms[name]):
+            g = 4 + k
+            glob[g] = _frame_4x4(pos[a2], pos[a2] - pos[a1], pos[a0] - pos[a1])
+            parent = np.eye(4) if k == 0 else glob[g - 1]
+            default_frames[i, g] = np.linalg.inv(parent) @ glob[g]
+        positions[name] = []
+        for j, atom in enumerate(restype_name_to_atom14_names[name]):
+            if not atom:
+                continue
+            g = group[atom]
+            inv = np.linalg.inv(glob[g])
+            local = inv[:3, :3] @ pos[atom] + inv[:3, 3]
+            local[np.abs(local) < 1e-12] = 0.0
+            atom14_group[i, j] = g
+            atom14_pos[i, j] = local
+            ideal14[i, j] = pos[atom]
+            positions[name].append((atom, g, tuple(float(x) for x in np.round(local, 5))))
+    return default_frames, atom14_group, atom14_pos, ideal14, positions
+
+
+(_default_frames, restype_atom14_to_rigid_group, _atom14_pos, _ideal14,
+ rigid_group_atom_positions) = _build_rigid_groups()
+#: [21, 8, 4, 4] float32: default frame of each rigid group relative to its parent group.
+restype_rigid_group_default_frame: np.ndarray = _default_frames.astype(np.float32)
+#: [21, 14, 3] float32: position of each atom14 atom in its rigid group's frame.
+restype_atom14_rigid_group_positions: np.ndarray = _atom14_pos.astype(np.float32)
+#: [21, 14, 3] float32: ideal coordinates in the backbone frame with every torsion 0.
+restype_atom14_ideal_coords: np.ndarray = _ideal14.astype(np.float32)
+#: [21, 37] int32 / [21, 37, 3] float32: the same for the atom37 layout (0 where absent).
+restype_atom37_to_rigid_group: np.ndarray = np.zeros((21, 37), np.int32)
+restype_atom37_rigid_group_positions: np.ndarray = np.zeros((21, 37, 3), np.float32)
+for _i in range(21):
+    for _j in range(14):
+        if restype_atom14_mask[_i, _j]:
+            _k = restype_atom14_to_atom37[_i, _j]
+            restype_atom37_to_rigid_group[_i, _k] = restype_atom14_to_rigid_group[_i, _j]
+            restype_atom37_rigid_group_positions[_i, _k] = restype_atom14_rigid_group_positions[
+                _i, _j]
+#: [21, 8] 1 where the residue type has the rigid group (backbone, pre-omega, phi, psi always).
+restype_rigid_group_mask: np.ndarray = np.concatenate(
+    [np.ones((21, 4), np.float32), chi_angles_mask], axis=-1)
+del _default_frames, _atom14_pos, _ideal14, _i, _j, _k
+
+# --------------------------------------------------------------------------------------------
+# Bond connectivity and ideal bond lengths / angles (for restraints and validation).
+#
+#   residue_bonds[resname] -> [(a1, a2), ...]       intra-residue heavy-atom bonds
+#   ideal_bond_length[(resname, a1, a2)] -> (mean A, sd A)      both name orders are present
+#   ideal_bond_angle[(resname, a1, a2, a3)] -> (mean rad, sd rad)  a2 is the vertex; both orders
+#   residue_angles[resname] -> [(a1, a2, a3), ...]  every intra-residue bonded triple
+#   Inter-residue terms use "+N" (next residue's N) and "-C" (previous residue's C):
+#     (res, "C", "+N") peptide bond (EH1991: 1.329 +- 0.014; use peptide_bond_length to get the
+#     1.341 +- 0.016 of a bond to a following proline), (res, "CA", "C", "+N"),
+#     (res, "O", "C", "+N"), (res, "-C", "N", "CA") (and (PRO, "-C", "N", "CD")).
+# Sources: Bio.PDB.ic_data means and sds (generated block above, PISCES set) wherever that table
+# has the bond or angle (mean and sd of the entry with the largest count); EH1991/EH2001 as noted
+# otherwise; entries listed in ``ideal_geometry_derived`` are measured on this module's ideal
+# coordinates (ring-closure bonds and the third angle at branch points, which ic_data implies but
+# does not list) and carry the median sd of the residue's tabulated bonds / angles.
+# --------------------------------------------------------------------------------------------
+_ring_closures: dict[str, list[tuple[str, str]]] = {
+    "PRO": [("CD", "N")],
+    "PHE": [("CE2", "CZ")],
+    "TYR": [("CE2", "CZ")],
+    "HIS": [("CE1", "NE2")],
+    "TRP": [("NE1", "CE2"), ("CE3", "CZ3")],
+}
+
+
+def _build_bonds():
+    bonds: dict[str, list[tuple[str, str]]] = {}
+    angles: dict[str, list[tuple[str, str, str]]] = {}
+    blen: dict[tuple[str, str, str], tuple[float, float]] = {}
+    bang: dict[tuple[str, str, str, str], tuple[float, float]] = {}
+    derived: set[tuple[str, ...]] = set()
+    for name in resnames:
+        pos, _ = _ideal_residue(name)
+        pairs = [("N", "CA"), ("CA", "C"), ("C", "O")]
+        if "CB" in pos:
+            pairs.append(("CA", "CB"))
+        pairs += [(c, atom) for atom, _, _, c, _, _ in ic_sidechain_build.get(name, ())]
+        pairs += _ring_closures.get(name, [])
+        bonds[name] = pairs
+        neighbours: dict[str, list[str]] = {a: [] for a in pos}
+        for a, b in pairs:
+            neighbours[a].append(b)
+            neighbours[b].append(a)
+        # Bond lengths: the ic_data hedron with the largest count that contains the bond.
+        length_sds, angle_sds = [], []
+        for a, b in pairs:
+            best = None
+            for key, v in ic_hedra.items():
+                if key[0] != name:
+                    continue
+                for (x, y), mean, sd in (((key[1], key[2]), v[0], v[1]),
+                                         ((key[2], key[3]), v[4], v[5])):
+                    if {x, y} == {a, b} and (best is None or v[6] > best[2]):
+                        best = (mean, sd, v[6])
+            if best is not None:
+                blen[(name, a, b)] = (best[0], best[1])
+                length_sds.append(best[1])
+        if name == "UNK":
+            for (a, b), key in ((("N", "CA"), ("N", "CA")), (("CA", "C"), ("CA", "C")),
+                                (("C", "O"), ("C", "O"))):
+                blen[(name, a, b)] = engh_huber(key)
+        if name == "PRO":
+            blen[(name, "CD", "N")] = proline_ring_closure[("CD", "N")]
+        med_len = float(np.median(length_sds)) if length_sds else 0.02
+        for a, b in pairs:
+            if (name, a, b) not in blen:
+                blen[(name, a, b)] = (float(np.linalg.norm(pos[a] - pos[b])), med_len)
+                derived.add((name, a, b))
+        # Angles at every atom with two or more bonded neighbours.
+        triples = []
+        for v, nbs in neighbours.items():
+            for p in range(len(nbs)):
+                for q in range(p + 1, len(nbs)):
+                    triples.append((nbs[p], v, nbs[q]))
+        angles[name] = triples
+        for a, v, b in triples:
+            hed = _ic_lookup(name, a, v, b)
+            if hed is not None:
+                bang[(name, a, v, b)] = (np.deg2rad(hed[2]), np.deg2rad(hed[3]))
+                angle_sds.append(hed[3])
+            elif name == "PRO" and (a, v, b) in (("CA", "N", "CD"), ("CD", "N", "CA")):
+                m, s = proline_ring_closure[("CA", "N", "CD")]
+                bang[(name, a, v, b)] = (np.deg2rad(m), np.deg2rad(s))
+            elif name == "PRO" and {a, b} == {"CG", "N"} and v == "CD":
+                m, s = proline_ring_closure[("CG", "CD", "N")]
+                bang[(name, a, v, b)] = (np.deg2rad(m), np.deg2rad(s))
+            elif name == "UNK":
+                m, s = engh_huber(("N", "CA", "C") if v == "CA" else ("CA", "C", "O"))
+                bang[(name, a, v, b)] = (np.deg2rad(m), np.deg2rad(s))
+        med_ang = float(np.median(angle_sds)) if angle_sds else 2.0
+        for a, v, b in triples:
+            if (name, a, v, b) not in bang:
+                u, w = pos[a] - pos[v], pos[b] - pos[v]
+                cos = np.dot(u, w) / np.linalg.norm(u) / np.linalg.norm(w)
+                bang[(name, a, v, b)] = (float(np.arccos(np.clip(cos, -1, 1))),
+                                         float(np.deg2rad(med_ang)))
+                derived.add((name, a, v, b))
+        # Inter-residue terms.
+        blen[(name, "C", "+N")] = engh_huber(("C", "+N"))
+        if name != "UNK":
+            _, _, ang, sd, _, _, _ = _ic_lookup(name, "CA", "C", "+N")
+            bang[(name, "CA", "C", "+N")] = (np.deg2rad(ang), np.deg2rad(sd))
+            _, _, ang, sd, _, _, _ = _ic_lookup(name, "-C", "N", "CA")
+            bang[(name, "-C", "N", "CA")] = (np.deg2rad(ang), np.deg2rad(sd))
+        else:
+            for key in (("CA", "C", "+N"), ("-C", "N", "CA")):
+                m, s = engh_huber(key)
+                bang[(name,) + key] = (np.deg2rad(m), np.deg2rad(s))
+        # O-C-N(next): the carbonyl carbon is planar, so O-C-N = 360 - CA-C-O - CA-C-N
+        # (sd from EH1991).
+        a_caco = np.rad2deg(bang[(name, "CA", "C", "O")][0])
+        a_cacn = np.rad2deg(bang[(name, "CA", "C", "+N")][0])
+        bang[(name, "O", "C", "+N")] = (np.deg2rad(360.0 - a_caco - a_cacn),
+                                        np.deg2rad(engh_huber(("O", "C", "+N"))[1]))
+        derived.add((name, "O", "C", "+N"))
+        if name == "PRO":
+            # Planar N: -C-N-CD = 360 - (-C-N-CA) - (CA-N-CD); sd from EH1991 (-C-N-CA, PRO).
+            a_cnca = np.rad2deg(bang[(name, "-C", "N", "CA")][0])
+            bang[(name, "-C", "N", "CD")] = (
+                np.deg2rad(360.0 - a_cnca - proline_ring_closure[("CA", "N", "CD")][0]),
+                np.deg2rad(engh_huber(("-C", "N", "CA"), "PRO")[1] / 2.0))
+            derived.add((name, "-C", "N", "CD"))
+    # Both name orders.
+    for (name, a, b), v in list(blen.items()):
+        blen[(name, b, a)] = v
+    for (name, a, v, b), val in list(bang.items()):
+        bang[(name, b, v, a)] = val
+    for key in list(derived):
+        derived.add((key[0],) + tuple(reversed(key[1:])))
+    bang = {k: (float(m), float(s)) for k, (m, s) in bang.items()}
+    blen = {k: (float(m), float(s)) for k, (m, s) in blen.items()}
+    return bonds, angles, blen, bang, frozenset(derived)
+
+
+residue_bonds, residue_angles, ideal_bond_length, ideal_bond_angle, ideal_geometry_derived = (
+    _build_bonds())
+
+
+def peptide_bond_length(next_resname: str) -> tuple[float, float]:
+    """(mean, sd) of the C-N peptide bond to a residue of type ``next_resname`` (EH1991)."""
+    return engh_huber(("C", "+N"), "PRO" if next_resname == "PRO" else "X")
+
+
+def _build_atom14_restraint_tables():
+    nb = max(len(v) for v in residue_bonds.values())
+    na = max(len(v) for v in residue_angles.values())
+    b_idx = np.zeros((21, nb, 2), np.int32)
+    b_val = np.zeros((21, nb, 2), np.float32)
+    b_mask = np.zeros((21, nb), np.float32)
+    a_idx = np.zeros((21, na, 3), np.int32)
+    a_val = np.zeros((21, na, 2), np.float32)
+    a_mask = np.zeros((21, na), np.float32)
+    for i, name in enumerate(resnames):
+        names14 = restype_name_to_atom14_names[name]
+        for j, (a, b) in enumerate(residue_bonds[name]):
+            b_idx[i, j] = [names14.index(a), names14.index(b)]
+            b_val[i, j] = ideal_bond_length[(name, a, b)]
+            b_mask[i, j] = 1.0
+        for j, (a, v, b) in enumerate(residue_angles[name]):
+            a_idx[i, j] = [names14.index(a), names14.index(v), names14.index(b)]
+            a_val[i, j] = ideal_bond_angle[(name, a, v, b)]
+            a_mask[i, j] = 1.0
+    return b_idx, b_val, b_mask, a_idx, a_val, a_mask
+
+
+#: Vectorised intra-residue restraints in the atom14 layout:
+#: restype_bond_atom14 [21, NB, 2] int32, restype_bond_length [21, NB, 2] (mean, sd) in A,
+#: restype_bond_mask [21, NB]; restype_angle_atom14 [21, NA, 3] (vertex in the middle),
+#: restype_angle_value [21, NA, 2] (mean, sd) in radians, restype_angle_mask [21, NA].
+(restype_bond_atom14, restype_bond_length, restype_bond_mask, restype_angle_atom14,
+ restype_angle_value, restype_angle_mask) = _build_atom14_restraint_tables()
+
+# --------------------------------------------------------------------------------------------
+# Rotamer library: the common rotamers of each residue type.
+# Source: S. C. Lovell, J. M. Word, J. S. Richardson & D. C. Richardson, "The penultimate rotamer
+# library", Proteins 40, 389-408 (2000), Table II: rotamer name, frequency (% of the residue
+# type in the high-quality set) and the modal ("common-atom") chi values in degrees.
+# Each entry: (name, frequency_percent, (chi1, chi2, ...)). ARG lists its 9 most frequent of 34
+# and LYS its 9 most frequent of 27; all other residue types list every rotamer of the table.
+# PRO: the library lists chi1 only; chi2 here is the value that closes the pyrrolidine ring with
+# this module's ideal geometry (checked in tests/test_constants.py).
+# --------------------------------------------------------------------------------------------
+rotamer_library: dict[str, list[tuple[str, float, tuple[float, ...]]]] = {
+    "ARG": [  # Lovell 2000 Table II
+        ("mtt180", 9.0, (-67.0, 180.0, 180.0, 180.0)),
+        ("mtt-85", 6.0, (-67.0, 180.0, 180.0, -85.0)),
+        ("mtm-85", 6.0, (-67.0, -167.0, -65.0, -85.0)),
+        ("mtp180", 5.0, (-67.0, 180.0, 65.0, -175.0)),
+        ("mtm180", 5.0, (-67.0, 180.0, -65.0, 175.0)),
+        ("ttp85", 4.0, (-177.0, 180.0, 65.0, 85.0)),
+        ("ttt180", 4.0, (-177.0, 180.0, 180.0, 180.0)),
+        ("mtt85", 4.0, (-67.0, 180.0, 180.0, 85.0)),
+        ("ttm-85", 3.0, (-177.0, 180.0, -65.0, -85.0)),
+    ],
+    "ASN": [  # Lovell 2000 Table II
+        ("m-20", 39.0, (-65.0, -20.0)),
+        ("t30", 15.0, (-177.0, 30.0)),
+        ("t-20", 12.0, (-174.0, -20.0)),
+        ("p30", 9.0, (62.0, 30.0)),
+        ("m-80", 8.0, (-65.0, -75.0)),
+        ("p-10", 7.0, (62.0, -10.0)),
+        ("m120", 4.0, (-65.0, 120.0)),
+    ],
+    "ASP": [  # Lovell 2000 Table II
+        ("m-20", 51.0, (-70.0, -15.0)),
+        ("t0", 21.0, (-177.0, 0.0)),
+        ("p-10", 10.0, (62.0, -10.0)),
+        ("p30", 9.0, (62.0, 30.0)),
+        ("t70", 6.0, (-177.0, 65.0)),
+    ],
+    "CYS": [  # Lovell 2000 Table II
+        ("m", 50.0, (-65.0,)),
+        ("t", 26.0, (-177.0,)),
+        ("p", 23.0, (62.0,)),
+    ],
+    "GLN": [  # Lovell 2000 Table II
+        ("mt-30", 35.0, (-67.0, 180.0, -25.0)),
+        ("tt0", 16.0, (-177.0, 180.0, 0.0)),
+        ("mm-40", 15.0, (-65.0, -65.0, -40.0)),
+        ("tp60", 9.0, (-177.0, 65.0, 60.0)),
+        ("pt20", 4.0, (62.0, 180.0, 20.0)),
+        ("mp0", 3.0, (-65.0, 85.0, 0.0)),
+        ("mm100", 3.0, (-65.0, -65.0, 100.0)),
+        ("pm0", 2.0, (70.0, -75.0, 0.0)),
+        ("tp-100", 2.0, (-177.0, 65.0, -100.0)),
+    ],
+    "GLU": [  # Lovell 2000 Table II
+        ("mt-10", 33.0, (-67.0, 180.0, -10.0)),
+        ("tt0", 24.0, (-177.0, 180.0, 0.0)),
+        ("mm-40", 13.0, (-65.0, -65.0, -40.0)),
+        ("tp10", 6.0, (-177.0, 65.0, 10.0)),
+        ("mp0", 6.0, (-65.0, 85.0, 0.0)),
+        ("pt-20", 5.0, (62.0, 180.0, -20.0)),
+        ("pm0", 2.0, (70.0, -80.0, 0.0)),
+        ("tm-20", 1.0, (-177.0, -80.0, -25.0)),
+    ],
+    "HIS": [  # Lovell 2000 Table II
+        ("m-70", 29.0, (-65.0, -70.0)),
+        ("t60", 16.0, (-177.0, 60.0)),
+        ("m80", 13.0, (-65.0, 80.0)),
+        ("t-80", 11.0, (-177.0, -80.0)),
+        ("p-80", 9.0, (62.0, -75.0)),
+        ("m170", 7.0, (-65.0, 165.0)),
+        ("t-160", 5.0, (-177.0, -165.0)),
+        ("p80", 4.0, (62.0, 80.0)),
+    ],
+    "ILE": [  # Lovell 2000 Table II
+        ("mt", 60.0, (-65.0, 170.0)),
+        ("mm", 15.0, (-57.0, -60.0)),
+        ("pt", 13.0, (62.0, 170.0)),
+        ("tt", 8.0, (-177.0, 165.0)),
+        ("tp", 2.0, (-177.0, 66.0)),
+        ("pp", 1.0, (62.0, 100.0)),
+        ("mp", 1.0, (-65.0, 100.0)),
+    ],
+    "LEU": [  # Lovell 2000 Table II
+        ("mt", 59.0, (-65.0, 175.0)),
+        ("tp", 29.0, (-177.0, 65.0)),
+        ("tt", 2.0, (-172.0, 145.0)),
+        ("mp", 2.0, (-85.0, 65.0)),
+        ("pp", 1.0, (62.0, 80.0)),
+    ],
+    "LYS": [  # Lovell 2000 Table II
+        ("mttt", 20.0, (-67.0, 180.0, 180.0, 180.0)),
+        ("tttt", 13.0, (-177.0, 180.0, 180.0, 180.0)),
+        ("mmtt", 6.0, (-62.0, -68.0, 180.0, 180.0)),
+        ("mttm", 5.0, (-67.0, 180.0, 180.0, -65.0)),
+        ("tttp", 4.0, (-177.0, 180.0, 180.0, 65.0)),
+        ("mtpt", 3.0, (-67.0, 180.0, 68.0, 180.0)),
+        ("mttp", 3.0, (-67.0, 180.0, 180.0, 65.0)),
+        ("mtmt", 3.0, (-67.0, 180.0, -68.0, 180.0)),
+        ("tptt", 3.0, (-177.0, 68.0, 180.0, 180.0)),
+    ],
+    "MET": [  # Lovell 2000 Table II
+        ("mmm", 19.0, (-65.0, -65.0, -70.0)),
+        ("mtp", 17.0, (-67.0, 180.0, 75.0)),
+        ("mtm", 11.0, (-67.0, 180.0, -75.0)),
+        ("mtt", 8.0, (-67.0, 180.0, 180.0)),
+        ("ttm", 7.0, (-177.0, 180.0, -75.0)),
+        ("tpp", 5.0, (-177.0, 65.0, 75.0)),
+        ("ttp", 5.0, (-177.0, 180.0, 75.0)),
+        ("ptm", 3.0, (62.0, 180.0, -75.0)),
+        ("ttt", 3.0, (-177.0, 180.0, 180.0)),
+        ("mmp", 3.0, (-65.0, -65.0, 103.0)),
+        ("ptp", 2.0, (62.0, 180.0, 75.0)),
+        ("tpt", 2.0, (-177.0, 65.0, 180.0)),
+        ("mmt", 2.0, (-65.0, -65.0, 180.0)),
+    ],
+    "PHE": [  # Lovell 2000 Table II
+        ("m-85", 44.0, (-65.0, -85.0)),
+        ("t80", 33.0, (-177.0, 80.0)),
+        ("p90", 13.0, (62.0, 90.0)),
+        ("m-30", 9.0, (-65.0, -30.0)),
+    ],
+    "PRO": [  # Lovell 2000 Table II (chi1); chi2 closes the ring (see above)
+        ("Cg_endo", 44.0, (30.0, -35.0)),
+        ("Cg_exo", 43.0, (-30.0, 40.0)),
+        ("cis_Cg_endo", 6.0, (30.0, -35.0)),
+    ],
+    "SER": [  # Lovell 2000 Table II
+        ("p", 48.0, (62.0,)),
+        ("m", 29.0, (-65.0,)),
+        ("t", 22.0, (-177.0,)),
+    ],
+    "THR": [  # Lovell 2000 Table II
+        ("p", 49.0, (62.0,)),
+        ("m", 43.0, (-65.0,)),
+        ("t", 7.0, (-175.0,)),
+    ],
+    "TRP": [  # Lovell 2000 Table II
+        ("m95", 32.0, (-65.0, 95.0)),
+        ("t90", 18.0, (-177.0, 90.0)),
+        ("t-105", 16.0, (-177.0, -105.0)),
+        ("p-90", 11.0, (62.0, -90.0)),
+        ("m0", 8.0, (-65.0, -5.0)),
+        ("p90", 6.0, (62.0, 90.0)),
+        ("m-90", 5.0, (-65.0, -90.0)),
+    ],
+    "TYR": [  # Lovell 2000 Table II
+        ("m-85", 43.0, (-65.0, -85.0)),
+        ("t80", 34.0, (-177.0, 80.0)),
+        ("p90", 13.0, (62.0, 90.0)),
+        ("m-30", 9.0, (-65.0, -30.0)),
+    ],
+    "VAL": [  # Lovell 2000 Table II
+        ("t", 73.0, (175.0,)),
+        ("m", 20.0, (-60.0,)),
+        ("p", 6.0, (63.0,)),
+    ],
+}
+
+
+def rotamer_chis(resname: str) -> tuple[np.ndarray, np.ndarray]:
+    """Chi angles (radians) [n_rot, 4] padded with 0, and frequencies (fractions) [n_rot]."""
+    rots = rotamer_library.get(resname, [])
+    chis = np.zeros((len(rots), 4), np.float32)
+    freq = np.zeros((len(rots),), np.float32)
+    for i, (_, f, c) in enumerate(rots):
+        chis[i, :len(c)] = np.deg2rad(c)
+        freq[i] = f / 100.0
+    return chis, freq

@@ -1,0 +1,162 @@
+"""Building blocks shared by the network modules: linear layers, layer norm, dropout, chunking.
+
+``Linear`` and ``LayerNorm`` can hand out their parameters (``weights()``) so that the
+computation can run inside ``jax.lax.map`` over chunks (``chunked``): Haiku parameters must be
+created outside such a loop, the loop body is then a pure function of arrays.
+
+Mixed precision: parameters are float32; ``Linear`` computes in the dtype of its input (bfloat16
+in a bfloat16 trunk), ``LayerNorm`` normalises in float32 and returns the input dtype.
+
+Initialisers follow Jumper et al. 2021, Suppl. 1.11.4: ``linear`` (LeCun normal), ``relu``
+(He normal), ``final`` (zeros: residual branches start as the identity), ``gating`` (zero
+weights, bias 1: gates start open at sigmoid(1)).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: additive attention bias for masked keys (in float32 logits)
+MASK_BIAS = -1e9
+
+
+def _initializer(kind: str, fan_in: int) -> hk.initializers.Initializer:
+    if kind == "linear":
+        return hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal")
+    if kind == "relu":
+        return hk.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal")
+    if kind in ("final", "gating", "zeros"):
+        return hk.initializers.Constant(0.0)
+    raise ValueError(f"unknown initializer {kind!r}")
+
+
+class Linear(hk.Module):
+    """Dense layer over the last ``num_input_dims`` axes to ``output_shape``.
+
+    Weights ``w [*in_shape, *out_shape]`` (float32), bias ``b [*out_shape]``.
+    """
+
+    def __init__(self, output_shape: int | Sequence[int], *, num_input_dims: int = 1,
+                 init: str = "linear", use_bias: bool = True, bias_init: float = 0.0,
+                 name: str | None = None):
+        super().__init__(name=name)
+        self.output_shape = (output_shape,) if isinstance(output_shape, int) else tuple(
+            output_shape)
+        self.num_input_dims = num_input_dims
+        self.init = init
+        self.use_bias = use_bias
+        self.bias_init = 1.0 if init == "gating" else bias_init
+
+    def weights(self, input_shape: Sequence[int]) -> tuple[jnp.ndarray, jnp.ndarray | None]:
+        """Create (at init) or fetch the parameters for inputs whose last axes are
+        ``input_shape``."""
+        input_shape = tuple(int(d) for d in input_shape)
+        fan_in = int(np.prod(input_shape))
+        w = hk.get_parameter("weights", input_shape + self.output_shape, jnp.float32,
+                             init=_initializer(self.init, fan_in))
+        b = None
+        if self.use_bias:
+            b = hk.get_parameter("bias", self.output_shape, jnp.float32,
+                                 init=hk.initializers.Constant(self.bias_init))
+        return w, b
+
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        w, b = self.weights(x.shape[x.ndim - self.num_input_dims:])
+        return apply_linear(x, w, b, self.num_input_dims)
+
+
+def apply_linear(x: jnp.ndarray, w: jnp.ndarray, b: jnp.ndarray | None,
+                 num_input_dims: int = 1) -> jnp.ndarray:
+    """``x [..., *in] @ w [*in, *out] + b`` computed in ``x.dtype``."""
+    w = w.astype(x.dtype)
+    y = jnp.tensordot(x, w, axes=num_input_dims)
+    if b is not None:
+        y = y + b.astype(x.dtype)
+    return y
+
+
+class LayerNorm(hk.Module):
+    """Layer normalisation over the last axis with learned scale and offset."""
+
+    def __init__(self, eps: float = 1e-5, name: str | None = None):
+        super().__init__(name=name)
+        self.eps = eps
+
+    def weights(self, channels: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+        scale = hk.get_parameter("scale", (int(channels),), jnp.float32,
+                                 init=hk.initializers.Constant(1.0))
+        offset = hk.get_parameter("offset", (int(channels),), jnp.float32,
+                                  init=hk.initializers.Constant(0.0))
+        return scale, offset
+
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        scale, offset = self.weights(x.shape[-1])
+        return layer_norm(x, scale, offset, self.eps)
+
+
+def layer_norm(x: jnp.ndarray, scale: jnp.ndarray, offset: jnp.ndarray,
+               eps: float = 1e-5) -> jnp.ndarray:
+    """Normalise ``x [..., C]`` over C in float32; returns ``x.dtype``."""
+    dtype = x.dtype
+    x = x.astype(jnp.float32)
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + eps) * scale + offset
+    return y.astype(dtype)
+
+
+def dropout(x: jnp.ndarray, rate: float, is_training: bool,
+            shared_axis: int | None = None) -> jnp.ndarray:
+    """Dropout with an optional axis along which the mask is shared (AF2's row/column-wise
+    dropout on pair updates, Suppl. 1.11.6). No-op unless training with ``rate > 0``."""
+    if not is_training or rate <= 0.0:
+        return x
+    shape = list(x.shape)
+    if shared_axis is not None:
+        shape[shared_axis] = 1
+    keep = jax.random.bernoulli(hk.next_rng_key(), 1.0 - rate, tuple(shape))
+    return jnp.where(keep, x / (1.0 - rate), 0.0).astype(x.dtype)
+
+
+def chunked(fn: Callable[..., Any], chunk_size: int, args: Sequence[Any],
+            in_axes: Sequence[int | None]) -> Any:
+    """Evaluate ``fn(*args)`` in chunks along one axis to bound peak memory.
+
+    ``fn`` must act independently on each index of the chunked axis. Arguments with an
+    ``in_axes`` entry of ``None`` are passed whole; the others are split along their axis
+    (all of the same length ``n``). Every output of ``fn`` must carry the chunked axis first.
+    Chunks run one after another (``jax.lax.map``); the last one is padded by repeating the
+    final row, and the padding is dropped. ``chunk_size <= 0`` or ``>= n`` runs unchunked.
+    """
+    sizes = {a.shape[ax] for a, ax in zip(args, in_axes) if ax is not None}
+    if len(sizes) != 1:
+        raise ValueError(f"chunked: inconsistent lengths along the chunked axes: {sizes}")
+    n = sizes.pop()
+    if chunk_size <= 0 or chunk_size >= n:
+        return fn(*args)
+    num_chunks = -(-n // chunk_size)
+    padded = num_chunks * chunk_size
+    split = []
+    for a, ax in zip(args, in_axes):
+        if ax is None:
+            continue
+        a = jnp.moveaxis(a, ax, 0)
+        if padded != n:
+            a = jnp.pad(a, [(0, padded - n)] + [(0, 0)] * (a.ndim - 1), mode="edge")
+        split.append(a.reshape((num_chunks, chunk_size) + a.shape[1:]))
+
+    def body(chunk_args):
+        it = iter(chunk_args)
+        full = [next(it) if ax is not None else a for a, ax in zip(args, in_axes)]
+        # the chunk axis is back at position ``ax`` for the function
+        full = [jnp.moveaxis(a, 0, ax) if ax is not None else a for a, ax in zip(full, in_axes)]
+        return fn(*full)
+
+    out = jax.lax.map(body, tuple(split))
+    return jax.tree_util.tree_map(
+        lambda y: y.reshape((padded,) + y.shape[2:])[:n], out)

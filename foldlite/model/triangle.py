@@ -1,0 +1,79 @@
+"""Triangle multiplicative updates of the pair representation (Suppl. Alg. 11 and 12).
+
+Outgoing edges: ``x_ij = sum_k a_ik * b_jk``; incoming edges: ``x_ij = sum_k a_ki * b_kj``,
+with ``a = sigmoid(Linear(z)) * Linear(z)`` (likewise ``b``) masked by the pair mask, then
+``z_ij += sigmoid(Linear(z_ij)) * Linear(LayerNorm(x_ij))``.
+
+The projections ``a`` and ``b`` are laid out channel-first ``[c, N, N]`` so that the
+contraction over ``k`` is a batch of ``c`` plain matrix products. The product, its layer norm,
+the output projection and the gate are evaluated in chunks of rows ``i`` when
+``chunk_size > 0``.
+"""
+
+from __future__ import annotations
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from foldlite.model.layers import LayerNorm, Linear, apply_linear, chunked, layer_norm
+
+
+class TriangleMultiplication(hk.Module):
+    """Triangle multiplicative update using outgoing (Alg. 11) or incoming (Alg. 12) edges."""
+
+    def __init__(self, hidden_dim: int, outgoing: bool, name: str | None = None):
+        super().__init__(name=name)
+        self.hidden_dim = hidden_dim
+        self.outgoing = outgoing
+
+    def __call__(self, z: jnp.ndarray, pair_mask: jnp.ndarray, *,
+                 dtype: jnp.dtype = jnp.float32, chunk_size: int = 0) -> jnp.ndarray:
+        """
+        Args:
+          z: [N, N, C_z] pair representation.
+          pair_mask: [N, N] 1 where both residues are real.
+
+        Returns:
+          [N, N, C_z] float32 update for ``z``.
+        """
+        c, c_z = self.hidden_dim, z.shape[-1]
+        ln_in = LayerNorm(name="norm_in").weights(c_z)
+        # a = sigmoid(gate_a) * proj_a and b likewise, fused into one [C_z, 4c] matrix
+        parts = [Linear(c, init=init, name=name).weights((c_z,)) for name, init in (
+            ("left_gate", "gating"), ("left_proj", "linear"),
+            ("right_gate", "gating"), ("right_proj", "linear"))]
+        w_ab = jnp.concatenate([w for w, _ in parts], axis=-1)
+        b_ab = jnp.concatenate([b for _, b in parts], axis=-1)
+        ln_out = LayerNorm(name="norm_out").weights(c)
+        w_o, b_o = Linear(c_z, init="final", name="output").weights((c,))
+        w_g, b_g = Linear(c_z, init="gating", name="gate").weights((c_z,))
+
+        def project(z_c, m_c):
+            # z_c [r, N, C_z] rows of z; m_c [r, N] their pair mask. -> a, b: [r, c, N]
+            zn = layer_norm(z_c, *ln_in).astype(dtype)
+            p = apply_linear(zn, w_ab, b_ab)  # [r, N, 4c]
+            m = m_c.astype(dtype)[..., None]
+            a = jax.nn.sigmoid(p[..., :c]) * p[..., c:2 * c] * m
+            b = jax.nn.sigmoid(p[..., 2 * c:3 * c]) * p[..., 3 * c:] * m
+            return jnp.swapaxes(a, 1, 2), jnp.swapaxes(b, 1, 2)
+
+        a, b = chunked(project, chunk_size, (z, pair_mask), (0, 0))
+        # [N(rows), c, N] -> channel-first [c, N, N]
+        a = jnp.moveaxis(a, 1, 0)
+        b = jnp.moveaxis(b, 1, 0)
+        if not self.outgoing:
+            # incoming: x_ij = sum_k a_ki b_kj = sum_k a^T_ik b^T_jk
+            a = jnp.swapaxes(a, 1, 2)
+            b = jnp.swapaxes(b, 1, 2)
+
+        def update(a_c, z_c):
+            # a_c [c, r, N] rows i of a; z_c [r, N, C_z] the same rows of z (for the gate).
+            x = jnp.einsum("cik,cjk->ijc", a_c, b)  # [r, N, c]
+            x = layer_norm(x, *ln_out)
+            out = apply_linear(x, w_o, b_o)
+            zn = layer_norm(z_c, *ln_in).astype(dtype)
+            gate = jax.nn.sigmoid(apply_linear(zn, w_g, b_g))
+            return (out * gate).astype(jnp.float32)
+
+        return chunked(update, chunk_size, (a, z), (1, 0))

@@ -1,0 +1,296 @@
+"""Energy terms of foldlite's refinement force field (heavy atoms, JAX, differentiable).
+
+Every term is a standalone function of flat atom positions ``x [A, 3]`` (float32) and index
+arrays with masks, so it can be used and tested alone. Units: Angstrom, radians; energies are
+dimensionless "z^2" units for the statistical (bonded) terms, ``0.5 * sum(z^2)`` with
+``z = (value - ideal) / sd`` and the ideal values and standard deviations of Engh & Huber
+(Acta Cryst. A47, 392-400, 1991; International Tables F, 2001). With this scale, a bond one
+standard deviation off costs 0.5, and the other terms are weighted against it (``EnergyWeights``).
+
+Terms
+  * ``bond_energy``       harmonic in bond-length z-scores.
+  * ``angle_energy``      harmonic in bond-angle z-scores.
+  * ``omega_energy``      peptide planarity, ``(1 - cos(omega - target)) / sd^2`` (trans target pi,
+                          cis target 0), equal to ``0.5 z^2`` near the target.
+  * ``chirality_energy``  harmonic in the signed volume of a chiral centre (CA; CB of Ile/Thr).
+  * ``repulsion_energy``  ``sum relu(lower_bound - d)^2`` over non-bonded pairs of a neighbour
+                          list, lower bound from van der Waals radii minus a tolerance (smaller
+                          for pairs that can hydrogen bond).
+  * ``attraction_energy`` optional weak contact attraction (smooth well past the contact distance).
+  * ``hbond_energy``      optional backbone N...O hydrogen-bond well.
+  * ``restraint_energy``  harmonic or flat-bottom pull to reference coordinates, per-atom weights.
+
+``total_energy`` combines them for a ``Topology`` (see ``foldlite.physics.topology``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+_EPS = 1e-8
+
+
+def _safe_norm(v: jax.Array, axis: int = -1) -> jax.Array:
+    """Euclidean norm with a finite gradient at 0."""
+    return jnp.sqrt(jnp.sum(v * v, axis=axis) + _EPS)
+
+
+def _take(x: jax.Array, idx: jax.Array) -> jax.Array:
+    """Positions ``x[idx]`` with indices clipped (padding rows may hold any index)."""
+    return x[jnp.clip(idx, 0, x.shape[0] - 1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry of index tuples
+# ---------------------------------------------------------------------------------------------
+
+def bond_lengths(x: jax.Array, pairs: jax.Array) -> jax.Array:
+    """Distances ``|x[j] - x[i]|``. x [A,3], pairs int [B,2] -> [B]."""
+    return _safe_norm(_take(x, pairs[:, 1]) - _take(x, pairs[:, 0]))
+
+
+def bond_angles(x: jax.Array, triples: jax.Array) -> jax.Array:
+    """Angles i-j-k in radians (vertex j), via atan2 for stable gradients. triples [T,3] -> [T]."""
+    a = _take(x, triples[:, 0]) - _take(x, triples[:, 1])
+    b = _take(x, triples[:, 2]) - _take(x, triples[:, 1])
+    cross = _safe_norm(jnp.cross(a, b))
+    dot = jnp.sum(a * b, axis=-1)
+    return jnp.arctan2(cross, dot)
+
+
+def _dihedral_xy(x: jax.Array, quads: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(r cos, r sin) of dihedral angles i-j-k-l; quads [P,4] -> ([P], [P])."""
+    p0, p1, p2, p3 = (_take(x, quads[:, n]) for n in range(4))
+    b0 = p0 - p1
+    b1 = p2 - p1
+    b2 = p3 - p2
+    b1n = b1 / _safe_norm(b1)[:, None]
+    v = b0 - jnp.sum(b0 * b1n, -1, keepdims=True) * b1n
+    w = b2 - jnp.sum(b2 * b1n, -1, keepdims=True) * b1n
+    xx = jnp.sum(v * w, -1)
+    yy = jnp.sum(jnp.cross(b1n, v) * w, -1)
+    return xx, yy
+
+
+def dihedral_angles(x: jax.Array, quads: jax.Array) -> jax.Array:
+    """Dihedral angles i-j-k-l in radians in (-pi, pi] (IUPAC sign). quads [P,4] -> [P]."""
+    xx, yy = _dihedral_xy(x, quads)
+    return jnp.arctan2(yy, xx)
+
+
+def dihedral_cos_sin(x: jax.Array, quads: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(cos, sin) of dihedral angles, smooth everywhere (finite gradient when degenerate)."""
+    xx, yy = _dihedral_xy(x, quads)
+    r = jnp.sqrt(xx * xx + yy * yy + _EPS)
+    return xx / r, yy / r
+
+
+def signed_volumes(x: jax.Array, quads: jax.Array) -> jax.Array:
+    """Signed volume ``(a - c) . ((b - c) x (d - c))`` of a centre ``c`` with substituents a, b, d.
+
+    quads [Q,4] holds ``(c, a, b, d)``. Returns [Q] in Angstrom^3. Positive for CA with
+    (N, C, CB) in an L-amino acid.
+    """
+    c, a, b, d = (_take(x, quads[:, n]) for n in range(4))
+    return jnp.sum((a - c) * jnp.cross(b - c, d - c), axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bonded terms
+# ---------------------------------------------------------------------------------------------
+
+def bond_energy(x: jax.Array, pairs: jax.Array, ideal: jax.Array, sd: jax.Array,
+                mask: jax.Array) -> jax.Array:
+    """``0.5 * sum(mask * ((d - ideal) / sd)^2)``. pairs [B,2], ideal/sd/mask [B] -> []."""
+    z = (bond_lengths(x, pairs) - ideal) / sd
+    return 0.5 * jnp.sum(mask * z * z)
+
+
+def angle_energy(x: jax.Array, triples: jax.Array, ideal: jax.Array, sd: jax.Array,
+                 mask: jax.Array) -> jax.Array:
+    """``0.5 * sum(mask * ((theta - ideal) / sd)^2)``, radians. triples [T,3] -> []."""
+    z = (bond_angles(x, triples) - ideal) / sd
+    return 0.5 * jnp.sum(mask * z * z)
+
+
+def omega_energy(x: jax.Array, quads: jax.Array, target: jax.Array, sd: jax.Array,
+                 mask: jax.Array) -> jax.Array:
+    """Peptide planarity ``sum(mask * (1 - cos(omega - target)) / sd^2)``.
+
+    quads [P,4] = (CA_i, C_i, N_i+1, CA_i+1); target [P] (pi for trans, 0 for cis), sd [P]
+    radians. Smooth and periodic; ``~0.5 ((omega - target)/sd)^2`` near the target.
+    """
+    c, s = dihedral_cos_sin(x, quads)
+    cos_diff = c * jnp.cos(target) + s * jnp.sin(target)
+    return jnp.sum(mask * (1.0 - cos_diff) / (sd * sd))
+
+
+def chirality_energy(x: jax.Array, quads: jax.Array, ideal: jax.Array, sd: jax.Array,
+                     mask: jax.Array) -> jax.Array:
+    """``0.5 * sum(mask * ((V - ideal) / sd)^2)`` on signed volumes (``signed_volumes``)."""
+    z = (signed_volumes(x, quads) - ideal) / sd
+    return 0.5 * jnp.sum(mask * z * z)
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-bonded terms (pairs from a neighbour list idx [A,K], empty slots = A)
+# ---------------------------------------------------------------------------------------------
+
+def pair_distances(x: jax.Array, nbr_idx: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Distances for a neighbour table. x [A,3], nbr_idx [A,K] -> (d [A,K], valid [A,K])."""
+    a = x.shape[0]
+    valid = nbr_idx < a
+    xj = _take(x, nbr_idx)
+    d = _safe_norm(xj - x[:, None, :])
+    return d, valid
+
+
+def contact_distance(radius: jax.Array, polar: jax.Array, nbr_idx: jax.Array, tolerance: float,
+                     hbond_distance: float) -> jax.Array:
+    """Closest allowed distance of each listed pair [A,K].
+
+    ``radius_i + radius_j - tolerance``; for two polar atoms (N/O, able to hydrogen bond)
+    at most ``hbond_distance``.
+    """
+    rj = _take(radius, nbr_idx)
+    pj = _take(polar, nbr_idx)
+    lb = radius[:, None] + rj - tolerance
+    both_polar = (polar[:, None] > 0) & (pj > 0)
+    return jnp.where(both_polar, jnp.minimum(lb, hbond_distance), lb)
+
+
+def repulsion_energy(x: jax.Array, nbr_idx: jax.Array, radius: jax.Array, polar: jax.Array, *,
+                     tolerance: float = 0.3, hbond_distance: float = 2.6) -> jax.Array:
+    """Soft repulsion ``sum(relu(lower_bound - d)^2)`` (Angstrom^2) over listed pairs.
+
+    x [A,3]; nbr_idx [A,K] (non-bonded pairs only: exclusions are applied when the list is built);
+    radius [A] van der Waals radii; polar [A] 1 for N/O.
+    """
+    d, valid = pair_distances(x, nbr_idx)
+    lb = contact_distance(radius, polar, nbr_idx, tolerance, hbond_distance)
+    over = jnp.where(valid, jax.nn.relu(lb - d), 0.0)
+    return jnp.sum(over * over)
+
+
+def _switch(t: jax.Array) -> jax.Array:
+    """Smooth step from 1 (t <= 0) to 0 (t >= 1), continuous first derivative."""
+    t = jnp.clip(t, 0.0, 1.0)
+    return 0.5 * (1.0 + jnp.cos(jnp.pi * t))
+
+
+def attraction_energy(x: jax.Array, nbr_idx: jax.Array, radius: jax.Array, *,
+                      width: float = 1.5) -> jax.Array:
+    """Weak contact attraction ``-sum(s(d))``: 1 per pair at or inside van der Waals contact
+    (``r_i + r_j``), falling smoothly to 0 at contact + ``width``. Needs a list cutoff of at
+    least ``2 * max(radius) + width``.
+    """
+    d, valid = pair_distances(x, nbr_idx)
+    r0 = radius[:, None] + _take(radius, nbr_idx)
+    s = _switch((d - r0) / width)
+    return -jnp.sum(jnp.where(valid, s, 0.0))
+
+
+def hbond_energy(x: jax.Array, nbr_idx: jax.Array, donor: jax.Array, acceptor: jax.Array,
+                 residue: jax.Array, *, optimum: float = 2.9, width: float = 0.3,
+                 min_separation: int = 3) -> jax.Array:
+    """Backbone hydrogen bonds: ``-sum(exp(-((d - optimum) / width)^2 / 2))`` over listed pairs
+    of a backbone N (donor [A]) and a backbone O (acceptor [A]) at least ``min_separation``
+    residues apart (residue [A], chain position).
+    """
+    d, valid = pair_distances(x, nbr_idx)
+    dj = _take(donor, nbr_idx)
+    aj = _take(acceptor, nbr_idx)
+    is_pair = ((donor[:, None] > 0) & (aj > 0)) | ((acceptor[:, None] > 0) & (dj > 0))
+    sep = jnp.abs(residue[:, None] - _take(residue, nbr_idx)) >= min_separation
+    g = jnp.exp(-0.5 * ((d - optimum) / width) ** 2)
+    return -jnp.sum(jnp.where(valid & is_pair & sep, g, 0.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Restraints
+# ---------------------------------------------------------------------------------------------
+
+def restraint_energy(x: jax.Array, reference: jax.Array, weight: jax.Array, *,
+                     flat_bottom: float = 0.0) -> jax.Array:
+    """``0.5 * sum(weight * relu(|x - reference| - flat_bottom)^2)``. x, reference [A,3];
+    weight [A] (per Angstrom^2; 0 for free or padding atoms)."""
+    dev = _safe_norm(x - reference) if flat_bottom > 0 else None
+    if dev is None:
+        sq = jnp.sum((x - reference) ** 2, axis=-1)
+    else:
+        sq = jax.nn.relu(dev - flat_bottom) ** 2
+    return 0.5 * jnp.sum(weight * sq)
+
+
+# ---------------------------------------------------------------------------------------------
+# Combination
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class EnergyWeights:
+    """Weights and shape parameters of the terms (hashable: a static jit argument).
+
+    Attributes:
+      bond, angle, omega, chirality: multipliers of the statistical bonded terms.
+      repulsion: per Angstrom^2 of overlap squared.
+      attraction: per contact (0 turns the term off).
+      hbond: per backbone hydrogen bond (0 turns the term off).
+      restraint: multiplier of the per-atom restraint weights.
+      clash_tolerance: overlap allowed before repulsion starts (Angstrom).
+      hbond_distance: closest approach of two polar atoms (N/O) before repulsion starts.
+      restraint_flat_bottom: free radius of the restraint (Angstrom; 0 = harmonic).
+    """
+
+    bond: float = 1.0
+    angle: float = 1.0
+    omega: float = 1.0
+    chirality: float = 1.0
+    repulsion: float = 100.0
+    attraction: float = 0.0
+    hbond: float = 0.0
+    restraint: float = 1.0
+    clash_tolerance: float = 0.3
+    hbond_distance: float = 2.6
+    attraction_width: float = 1.5
+    restraint_flat_bottom: float = 0.0
+
+
+TERMS = ("bond", "angle", "omega", "chirality", "repulsion", "attraction", "hbond", "restraint")
+
+
+def energy_terms(x: jax.Array, topo, nbr_idx: jax.Array, weights: EnergyWeights
+                 ) -> dict[str, jax.Array]:
+    """Each weighted term of the total energy as a scalar.
+
+    x [A,3]; topo a ``foldlite.physics.topology.Topology``; nbr_idx [A,K] from a neighbour list
+    built with ``topo.exclusions``.
+    """
+    t = topo
+    out = {
+        "bond": weights.bond * bond_energy(x, t.bonds, t.bond_ideal, t.bond_sd, t.bond_mask),
+        "angle": weights.angle * angle_energy(x, t.angles, t.angle_ideal, t.angle_sd,
+                                              t.angle_mask),
+        "omega": weights.omega * omega_energy(x, t.omegas, t.omega_target, t.omega_sd,
+                                              t.omega_mask),
+        "chirality": weights.chirality * chirality_energy(x, t.chirals, t.chiral_ideal,
+                                                          t.chiral_sd, t.chiral_mask),
+        "repulsion": weights.repulsion * repulsion_energy(
+            x, nbr_idx, t.radius, t.polar, tolerance=weights.clash_tolerance,
+            hbond_distance=weights.hbond_distance),
+        "restraint": weights.restraint * restraint_energy(
+            x, t.reference, t.restraint_weight, flat_bottom=weights.restraint_flat_bottom),
+    }
+    zero = jnp.zeros((), x.dtype)
+    out["attraction"] = (weights.attraction * attraction_energy(
+        x, nbr_idx, t.radius, width=weights.attraction_width) if weights.attraction else zero)
+    out["hbond"] = (weights.hbond * hbond_energy(x, nbr_idx, t.donor, t.acceptor, t.residue)
+                    if weights.hbond else zero)
+    return {k: out[k] for k in TERMS}
+
+
+def total_energy(x: jax.Array, topo, nbr_idx: jax.Array, weights: EnergyWeights) -> jax.Array:
+    """Sum of ``energy_terms``."""
+    return sum(energy_terms(x, topo, nbr_idx, weights).values())

@@ -1,0 +1,164 @@
+"""Neighbour lists for non-bonded terms: a sorted cell grid with fixed capacities.
+
+Atoms are binned into cubic cells of edge ``cutoff`` (the interaction range plus a skin). Cells are
+numbered along a bounding grid, atoms are sorted by cell number, and for every atom the 27 cells
+around it are located in the sorted order by binary search; each cell contributes at most
+``cell_capacity`` candidates, which are filtered by distance, by ``j > i`` (a half list, each pair
+once) and by the exclusion table (bonded 1-2, 1-3, 1-4 pairs), then compacted into a dense
+``[A, capacity]`` table. Time and memory are ``O(A * 27 * cell_capacity)``, linear in the number
+of atoms, never ``O(A^2)``.
+
+Everything has a fixed shape so it runs under ``jax.jit`` and inside ``lax.while_loop``: a list
+that would need more room than ``capacity`` (or a cell more than ``cell_capacity``) sets
+``overflow``; the caller then rebuilds with larger capacities (a new compile, rare in practice).
+
+Verlet skin: a list built with ``cutoff = r_interaction + skin`` stays valid while no atom has
+moved more than ``skin / 2`` since the build (``needs_rebuild``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: The 27 integer offsets of a cell and its neighbours.
+_OFFSETS = np.array([(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)],
+                    np.int32)
+#: Largest grid (cells) whose linear cell number fits in int32.
+_MAX_CELLS = 2**31 - 1
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class NeighborList:
+    """A half neighbour list (each pair once, ``i < j``).
+
+    Attributes:
+      idx: int32 [A, K]: neighbours ``j > i`` of atom ``i`` within ``cutoff``; ``A`` (one past the
+        last atom) marks an empty slot.
+      count: int32 [A]: number of filled slots per atom (may exceed ``K`` when ``overflow``).
+      reference: float32 [A, 3]: positions at the build (for the rebuild test).
+      overflow: bool []: the list is incomplete; rebuild with larger capacities.
+    """
+
+    idx: jax.Array
+    count: jax.Array
+    reference: jax.Array
+    overflow: jax.Array
+
+    @property
+    def capacity(self) -> int:
+        return self.idx.shape[-1]
+
+    def pair_mask(self) -> jax.Array:
+        """bool [A, K]: slots holding a neighbour."""
+        return self.idx < self.idx.shape[0]
+
+
+def _cell_coords(x: jax.Array, mask: jax.Array, cell: float):
+    """Integer cell coordinates of each atom on a grid bounding the masked atoms (1-cell margin).
+
+    Returns (coords int32 [A,3], dims int32 [3], too_large bool []).
+    """
+    big = jnp.float32(1e9)
+    lo = jnp.min(jnp.where(mask[:, None], x, big), axis=0) - cell
+    hi = jnp.max(jnp.where(mask[:, None], x, -big), axis=0) + cell
+    lo = jnp.where(jnp.any(mask), lo, 0.0)
+    hi = jnp.where(jnp.any(mask), hi, cell)
+    dims_f = jnp.floor((hi - lo) / cell) + 1.0
+    too_large = jnp.prod(dims_f) > jnp.float32(_MAX_CELLS) * 0.5
+    dims = jnp.clip(dims_f, 1.0, 1024.0 * 1024.0).astype(jnp.int32)
+    c = jnp.floor((x - lo) / cell).astype(jnp.int32)
+    c = jnp.clip(c, 0, dims - 1)
+    return c, dims, too_large
+
+
+def _linear(c: jax.Array, dims: jax.Array) -> jax.Array:
+    return c[..., 0] + dims[0] * (c[..., 1] + dims[1] * c[..., 2])
+
+
+@partial(jax.jit, static_argnames=("cutoff", "capacity", "cell_capacity"))
+def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array, *, cutoff: float,
+                        capacity: int = 32, cell_capacity: int = 16) -> NeighborList:
+    """Build a half neighbour list with a sorted cell grid.
+
+    Args:
+      x: float32 [A, 3] positions.
+      mask: [A] 1 for real atoms, 0 for padding (padding never appears in the list).
+      exclusions: int32 [A, E] atoms that must not be paired with atom ``i`` (e.g. bonded
+        neighbours), padded with -1 (or any index outside ``[0, A)``). May have ``E = 0``.
+      cutoff: distance cutoff (Angstrom); also the cell edge.
+      capacity: K, neighbours kept per atom.
+      cell_capacity: M, atoms read per cell.
+
+    Returns:
+      NeighborList with ``idx [A, K]``.
+    """
+    a = x.shape[0]
+    mask = mask.astype(bool)
+    x = x.astype(jnp.float32)
+    coords, dims, too_large = _cell_coords(x, mask, cutoff)
+    n_cells = dims[0] * dims[1] * dims[2]
+    key = jnp.where(mask, _linear(coords, dims), n_cells)  # padding sorts last, matches nothing
+    order = jnp.argsort(key)
+    sorted_key = key[order]
+
+    nb = coords[:, None, :] + jnp.asarray(_OFFSETS)[None]                     # [A,27,3]
+    inside = jnp.all((nb >= 0) & (nb < dims), axis=-1)                        # [A,27]
+    nkey = jnp.where(inside, _linear(nb, dims), -1)                           # [A,27]
+    start = jnp.searchsorted(sorted_key, nkey, side="left")                   # [A,27]
+    stop = jnp.searchsorted(sorted_key, nkey, side="right")
+    cell_over = jnp.any(inside & mask[:, None] & (stop - start > cell_capacity))
+
+    slot = start[..., None] + jnp.arange(cell_capacity)                       # [A,27,M]
+    ok = (slot < stop[..., None]) & inside[..., None]
+    j = order[jnp.clip(slot, 0, a - 1)]
+    j = j.reshape(a, -1)                                                      # [A,27M]
+    ok = ok.reshape(a, -1)
+    i = jnp.arange(a)[:, None]
+    ok &= (j > i) & mask[:, None] & mask[j]
+    d2 = jnp.sum((x[:, None, :] - x[j]) ** 2, axis=-1)
+    ok &= d2 < cutoff * cutoff
+    if exclusions.shape[-1] > 0:
+        ok &= ~jnp.any(j[:, :, None] == exclusions[:, None, :], axis=-1)
+
+    count = jnp.sum(ok, axis=-1).astype(jnp.int32)
+    pos = jnp.cumsum(ok, axis=-1) - 1
+    pos = jnp.where(ok, pos, capacity)                                        # drop non-pairs
+    rows = jnp.broadcast_to(i, pos.shape)
+    idx = jnp.full((a, capacity), a, jnp.int32).at[rows, pos].set(j.astype(jnp.int32), mode="drop")
+    overflow = cell_over | jnp.any(count > capacity) | too_large
+    return NeighborList(idx=idx, count=count, reference=x, overflow=overflow)
+
+
+def needs_rebuild(nl: NeighborList, x: jax.Array, mask: jax.Array, skin: float) -> jax.Array:
+    """bool []: some atom moved more than ``skin / 2`` since ``nl`` was built."""
+    d2 = jnp.sum((x - nl.reference) ** 2, axis=-1)
+    d2 = jnp.where(mask.astype(bool), d2, 0.0)
+    return jnp.max(d2) > (0.5 * skin) ** 2
+
+
+def brute_force_pairs(x: np.ndarray, mask: np.ndarray, cutoff: float,
+                      exclusions: np.ndarray | None = None) -> set[tuple[int, int]]:
+    """All pairs ``(i, j)``, ``i < j``, of masked atoms within ``cutoff``: O(A^2) reference for tests."""
+    x = np.asarray(x, np.float64)
+    m = np.asarray(mask).astype(bool)
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    ii, jj = np.nonzero((d < cutoff) & m[:, None] & m[None] & np.triu(np.ones_like(d, bool), 1))
+    out = set(zip(ii.tolist(), jj.tolist()))
+    if exclusions is not None:
+        excl = {(i, int(e)) for i in range(len(exclusions)) for e in exclusions[i] if 0 <= e}
+        out = {p for p in out if p not in excl and (p[1], p[0]) not in excl}
+    return out
+
+
+def pairs_of(nl: NeighborList) -> set[tuple[int, int]]:
+    """The pairs held by ``nl`` as a Python set (tests, debugging)."""
+    idx = np.asarray(nl.idx)
+    a = idx.shape[0]
+    ii, kk = np.nonzero(idx < a)
+    return set(zip(ii.tolist(), idx[ii, kk].tolist()))

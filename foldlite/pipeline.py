@@ -1,0 +1,763 @@
+"""The prediction pipeline: sequence -> features -> model -> atoms -> refinement -> ``Prediction``.
+
+Python API:
+
+* ``load_model(weights=None, device=None, chunk_size=None) -> Model``: weights written by
+  ``foldlite.train.checkpoint.save_weights`` (default: the shipped ``foldlite/weights/default.npz``),
+  placed on a device, with one compiled executable per (length bucket, recycles) kept in memory.
+* ``predict(query, ...) -> Prediction``: one sequence (string, ``SequenceRecord`` or a one-record
+  FASTA file) end to end: features (optionally an MSA profile), the network for every seed
+  (models ranked by mean pLDDT), then refinement of the best model.
+* ``predict_batch(input, outdir, ...) -> BatchResult``: what ``foldlite predict`` runs: every
+  record of a FASTA file into its own output folder (``foldlite.outputs``), with a progress bar,
+  failing records reported and skipped, complete records skipped on a re-run.
+
+Compilation: sequences are padded to a few length buckets (``features.length_bucket``) so a batch
+of varied lengths compiles a few executables, and JAX's persistent compilation cache lives in a
+user cache folder (``$FOLDLITE_CACHE_DIR``, else ``$XDG_CACHE_HOME/foldlite``, else
+``~/.cache/foldlite``; subfolder ``jax``) so that a second run of the command does not
+recompile. ``FOLDLITE_NO_COMPILATION_CACHE=1`` turns the cache off.
+
+The command line (``foldlite predict`` / ``python -m foldlite predict``) is ``add_arguments`` and
+``run`` below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+import foldlite
+from foldlite.errors import FoldliteError, InputError
+
+#: The shipped model.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.npz"
+DEVICES = ("cpu", "gpu", "tpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment: cache folder, devices
+# ---------------------------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    """foldlite's user cache folder (not created here)."""
+    env = os.environ.get("FOLDLITE_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "foldlite"
+
+
+_CACHE_STATE: dict[str, Any] = {}
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | None:
+    """Turn on JAX's persistent compilation cache in ``path`` (default ``cache_dir()/jax``).
+
+    Idempotent; leaves a cache folder the user configured for JAX alone. Returns the folder in
+    use, or None when the cache is off (``FOLDLITE_NO_COMPILATION_CACHE=1``) or not writable.
+    """
+    import jax
+
+    if "dir" in _CACHE_STATE:
+        return _CACHE_STATE["dir"]
+    if os.environ.get("FOLDLITE_NO_COMPILATION_CACHE", "") not in ("", "0"):
+        _CACHE_STATE["dir"] = None
+        return None
+    configured = jax.config.jax_compilation_cache_dir
+    if configured and path is None:
+        _CACHE_STATE["dir"] = Path(configured)
+        return _CACHE_STATE["dir"]
+    folder = Path(path) if path is not None else cache_dir() / "jax"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError:
+        warnings.warn(f"compilation cache disabled: cannot write to {folder}", RuntimeWarning)
+        _CACHE_STATE["dir"] = None
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # Cache every executable: even the small ones cost a noticeable time to recompile on CPU.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _CACHE_STATE["dir"] = folder
+    return folder
+
+
+def select_device(name: str | None = None):
+    """The first JAX device of ``name`` ('cpu', 'gpu', 'tpu'), or JAX's default device."""
+    import jax
+
+    if name is None:
+        return jax.devices()[0]
+    if name not in DEVICES:
+        raise InputError(f"--device {name!r}: choose one of {', '.join(DEVICES)}")
+    try:
+        devices = jax.devices(name)
+    except RuntimeError:
+        devices = []
+    if not devices:
+        available = sorted({d.platform for d in jax.devices()})
+        hint = " (install jax with CUDA support: pip install 'foldlite[gpu]')" if name == "gpu" else ""
+        raise FoldliteError(f"--device {name}: no {name.upper()} visible to JAX; available: "
+                            f"{', '.join(available)}{hint}")
+    return devices[0]
+
+
+def describe_device(device) -> str:
+    kind = getattr(device, "device_kind", "") or ""
+    return f"{device.platform}:{device.id}" + (f" ({kind})" if kind and kind != device.platform
+                                               else "")
+
+
+def versions() -> dict[str, str]:
+    import jax
+    import jaxlib
+
+    import haiku
+    return {"foldlite": foldlite.__version__, "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__, "haiku": haiku.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Model:
+    """A network ready to predict: its parameters on ``device``, config and provenance.
+
+    Executables are compiled ahead of time per (padded length ``N``, recycles) and kept in
+    ``compiled``; the persistent cache makes a later process load them instead of compiling.
+    """
+
+    params: Any
+    config: Any                     # foldlite.model.config.ModelConfig
+    meta: dict
+    name: str
+    sha256: str | None
+    path: Path | None
+    device: Any
+    compiled: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        from foldlite.model import make_model
+        self._transformed = make_model(self.config)
+
+    @property
+    def weights_info(self) -> dict[str, Any]:
+        return {"name": self.name, "path": None if self.path is None else str(self.path),
+                "sha256": self.sha256, "meta": self.meta}
+
+    @classmethod
+    def untrained(cls, config: Any = "tiny", seed: int = 0, device: Any = None) -> "Model":
+        """A randomly initialised network (for tests, demos and benchmarks; predictions are noise)."""
+        params, cfg = init_params(config, seed)
+        dev = device if device is not None and not isinstance(device, str) else select_device(device)
+        import jax
+        return cls(params=jax.device_put(params, dev), config=cfg, meta={"untrained": True,
+                   "seed": seed}, name=f"untrained-{_config_label(config)}", sha256=None,
+                   path=None, device=dev)
+
+    def _infer_fn(self, num_recycles: int) -> Callable:
+        import jax
+
+        from foldlite.model.heads import pae_from_logits, plddt_from_logits, ptm_from_logits
+
+        transformed = self._transformed
+
+        def infer(params, rng, features):
+            out = transformed.apply(params, rng, features, num_recycles=num_recycles,
+                                    is_training=False)
+            return {
+                "atom37": out.atom37, "atom37_mask": out.atom37_mask,
+                "plddt": plddt_from_logits(out.plddt_logits),
+                "pae": pae_from_logits(out.pae_logits),
+                "ptm": ptm_from_logits(out.pae_logits, features.mask),
+            }
+        return jax.jit(infer)
+
+    def compile(self, features: Any, num_recycles: int) -> tuple[Callable, float]:
+        """The executable for ``features``' padded length; returns (fn, seconds spent compiling)."""
+        import jax
+
+        key = (int(features.aatype.shape[-1]), int(num_recycles))
+        if key in self.compiled:
+            return self.compiled[key], 0.0
+        t0 = time.perf_counter()
+        rng = jax.device_put(jax.random.PRNGKey(0), self.device)
+        feats = jax.device_put(features, self.device)
+        fn = self._infer_fn(num_recycles).lower(self.params, rng, feats).compile()
+        self.compiled[key] = fn
+        return fn, time.perf_counter() - t0
+
+    def __call__(self, features: Any, seed: int, num_recycles: int) -> tuple[dict, dict]:
+        """Run the network on padded ``features`` ([N]); returns (numpy outputs, timings)."""
+        import jax
+
+        fn, t_compile = self.compile(features, num_recycles)
+        t0 = time.perf_counter()
+        rng = jax.device_put(jax.random.PRNGKey(int(seed)), self.device)
+        out = fn(self.params, rng, jax.device_put(features, self.device))
+        out = jax.tree_util.tree_map(np.asarray, jax.device_get(out))
+        return out, {"compile": t_compile, "model": time.perf_counter() - t0}
+
+
+def _config_label(config: Any) -> str:
+    return config if isinstance(config, str) else "custom"
+
+
+def init_params(config: Any = "tiny", seed: int = 0) -> tuple[Any, Any]:
+    """Random parameters for a model config (a name like 'tiny', a YAML path or a ModelConfig)."""
+    import jax
+
+    from foldlite.data.features import make_features
+    from foldlite.model import make_model
+    from foldlite.model.config import load_model_config
+
+    cfg = load_model_config(config) if isinstance(config, (str, os.PathLike)) else config
+    feats = make_features(np.arange(16, dtype=np.int32) % 20)
+    params = make_model(cfg).init(jax.random.PRNGKey(seed), feats, num_recycles=0,
+                                  is_training=False)
+    return params, cfg
+
+
+def load_model(weights: str | os.PathLike | None = None, *, device: Any = None,
+               chunk_size: int | None = None) -> Model:
+    """Load weights (``save_weights`` format) onto a device.
+
+    Args:
+      weights: the .npz file; default the shipped model ``foldlite/weights/default.npz``.
+      device: 'cpu', 'gpu', 'tpu', a ``jax.Device``, or None for JAX's default.
+      chunk_size: override the config's chunk size (bounds memory for long sequences; 0: off).
+    """
+    import jax
+
+    from foldlite import fileio
+    from foldlite.train.checkpoint import load_weights
+
+    if weights is None:
+        path = DEFAULT_WEIGHTS
+        if not path.is_file():
+            raise FoldliteError(
+                f"no shipped model weights at {path} (this copy of foldlite has none); pass "
+                "--weights FILE with weights written by `foldlite train` "
+                "(foldlite.train.checkpoint.save_weights)")
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise InputError(f"{path}: weights file not found")
+    enable_compilation_cache()
+    params, cfg, meta = load_weights(path)
+    if chunk_size is not None:
+        if chunk_size < 0:
+            raise InputError(f"--chunk-size {chunk_size}: must be >= 0 (0 turns chunking off)")
+        cfg = dataclasses.replace(cfg, chunk_size=int(chunk_size))
+    dev = device if device is not None and not isinstance(device, str) else select_device(device)
+    name = str(meta.get("name") or path.stem)
+    return Model(params=jax.device_put(params, dev), config=cfg, meta=meta, name=name,
+                 sha256=fileio.sha256_file(path), path=path.resolve(), device=dev)
+
+
+# ---------------------------------------------------------------------------------------------
+# One prediction
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class RankedModel:
+    """One seed's network output (unrefined), for ranking."""
+
+    seed: int
+    protein: Any            # foldlite.protein.Protein, pLDDT in B-factors
+    plddt: np.ndarray       # [L]
+    pae: np.ndarray | None  # [L, L]
+    ptm: float | None
+
+    @property
+    def mean_plddt(self) -> float:
+        return float(np.mean(self.plddt))
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The result for one sequence.
+
+    protein: the final model (refined unless refinement was off), pLDDT [L] in the B-factors;
+    unrefined: the best seed's network output; plddt [L] (0-100), pae [L, L] (Angstrom) and ptm
+    of the best seed; ranked: every seed's model, best first; refine_report: the
+    ``RefineReport`` (None without refinement); trajectory: the refinement trajectory when asked
+    for; timings: seconds per stage; info: weights, versions, device, settings.
+    """
+
+    id: str
+    name: str
+    description: str
+    sequence: str
+    protein: Any
+    unrefined: Any
+    plddt: np.ndarray
+    pae: np.ndarray | None
+    ptm: float | None
+    seed: int
+    ranked: tuple[RankedModel, ...]
+    refine_report: Any
+    timings: dict[str, float]
+    info: dict[str, Any]
+    trajectory: Any = None
+
+    @property
+    def mean_plddt(self) -> float:
+        return float(np.mean(self.plddt))
+
+    @property
+    def length(self) -> int:
+        return len(self.sequence)
+
+    def to_pdb(self) -> str:
+        from foldlite.protein import to_pdb_string
+        return to_pdb_string(self.protein)
+
+    def save(self, outdir: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write every output into ``outdir/<name>`` (see ``foldlite.outputs.write_record``)."""
+        from foldlite.outputs import write_record
+        return write_record(outdir, self, **kwargs)
+
+
+def _as_record(query: Any, max_length: int | None):
+    from foldlite.sequences import SequenceRecord, parse_sequence, read_fasta
+
+    if isinstance(query, SequenceRecord):
+        if max_length is not None and query.length > max_length:
+            raise InputError(f"record {query.id!r}: {query.length} residues, more than "
+                             f"--max-length {max_length}")
+        return query
+    if isinstance(query, os.PathLike) or (isinstance(query, str) and _looks_like_path(query)):
+        records = read_fasta(query, max_length=max_length)
+        if len(records) != 1:
+            raise InputError(f"{query}: holds {len(records)} records; predict() takes one "
+                             "(use predict_batch for many)")
+        return records[0]
+    if isinstance(query, str):
+        return parse_sequence(query, name="query", max_length=max_length)
+    raise TypeError(f"cannot predict a {type(query).__name__}: give a sequence, a "
+                    "SequenceRecord or a FASTA path")
+
+
+def _looks_like_path(text: str) -> bool:
+    return os.path.exists(text) or any(c in text for c in "/\\.") or text.endswith(
+        (".fasta", ".fa", ".faa"))
+
+
+def _msa_profile(msa: Any, record) -> tuple[np.ndarray | None, dict | None]:
+    from foldlite.sequences import Msa, msa_profile, read_a3m
+
+    if msa is None:
+        return None, None
+    if isinstance(msa, Msa):
+        m, source = msa, None
+    else:
+        m, source = read_a3m(msa, query=record), str(msa)
+    if m.length != record.length:
+        raise InputError(f"{source or 'MSA'}: {m.length} columns for a query of "
+                         f"{record.length} residues")
+    return msa_profile(m, weighting=True), {"path": source, "num_sequences": m.num_sequences}
+
+
+def _refine_config(steps: int | None):
+    from foldlite.physics.refine import RefineConfig
+
+    cfg = RefineConfig()
+    if steps is None:
+        return cfg
+    if steps < 0:
+        raise InputError(f"--refine-steps {steps}: must be >= 0")
+    names = {f.name for f in dataclasses.fields(cfg)}
+    for field in ("max_steps", "steps", "num_steps", "max_iterations"):
+        if field in names:
+            return dataclasses.replace(cfg, **{field: int(steps)})
+    raise FoldliteError("this RefineConfig has no step-count field; --refine-steps unsupported")
+
+
+def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLike | None = None,
+            msa: Any = None, num_recycles: int | None = None, num_seeds: int = 1, seed: int = 0,
+            refine: bool = True, refine_steps: int | None = None, max_length: int | None = None,
+            chunk_size: int | None = None, device: Any = None, record_trajectory: bool = False,
+            name: str | None = None) -> Prediction:
+    """Predict the structure of one sequence.
+
+    Args:
+      query: a one-letter sequence, a ``SequenceRecord`` or a FASTA file with one record.
+      model: a loaded ``Model`` (default: ``load_model(weights, device=..., chunk_size=...)``).
+      msa: an A3M path or ``Msa`` whose first row is the query: profile features (with sequence
+        weighting) instead of the one-hot sequence.
+      num_recycles: recycling passes (default: the model config's).
+      num_seeds: run the network with seeds ``seed .. seed+num_seeds-1`` and keep the model with
+        the highest mean pLDDT (all are in ``Prediction.ranked``).
+      refine, refine_steps: refine the best model (``foldlite.physics.refine``) and how far.
+      max_length: refuse longer sequences (``InputError``).
+      record_trajectory: keep the refinement trajectory (``Prediction.trajectory``).
+      name: output folder name (default: a safe form of the record id).
+    """
+    from foldlite.data.features import length_bucket, make_features
+    from foldlite.protein import Protein
+    from foldlite.sequences import safe_name
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    if num_seeds < 1:
+        raise InputError(f"--num-seeds {num_seeds}: must be >= 1")
+    record = _as_record(query, max_length)
+    profile, msa_info = _msa_profile(msa, record)
+    n_res = record.length
+    bucket = length_bucket(n_res)
+    features = make_features(record.aatype, profile=profile, pad_to=bucket)
+    timings["features"] = time.perf_counter() - t_start
+
+    if model is None:
+        t0 = time.perf_counter()
+        model = load_model(weights, device=device, chunk_size=chunk_size)
+        timings["load_model"] = time.perf_counter() - t0
+    if num_recycles is None:
+        num_recycles = int(model.config.recycle.num_recycles)
+    if num_recycles < 0:
+        raise InputError(f"--num-recycles {num_recycles}: must be >= 0")
+
+    ranked: list[RankedModel] = []
+    timings["compile"] = 0.0
+    timings["model"] = 0.0
+    residue_index = np.arange(1, n_res + 1, dtype=np.int32)
+    for i in range(num_seeds):
+        s = int(seed) + i
+        out, t = model(features, s, num_recycles)
+        timings["compile"] += t["compile"]
+        timings["model"] += t["model"]
+        pos = out["atom37"][:n_res].astype(np.float32)
+        mask = out["atom37_mask"][:n_res].astype(np.float32)
+        plddt = out["plddt"][:n_res].astype(np.float64)
+        pae = out["pae"][:n_res, :n_res].astype(np.float64)
+        if not (np.all(np.isfinite(pos[mask > 0])) and np.all(np.isfinite(plddt))):
+            raise FoldliteError(f"record {record.id!r}: the network produced non-finite "
+                                f"coordinates or pLDDT (seed {s}); are the weights sound?")
+        prot = Protein(aatype=record.aatype, atom_positions=pos * mask[..., None], atom_mask=mask,
+                       residue_index=residue_index, chain_id="A").with_plddt(plddt)
+        ranked.append(RankedModel(seed=s, protein=prot, plddt=plddt, pae=pae,
+                                  ptm=float(out["ptm"])))
+    ranked.sort(key=lambda m: -m.mean_plddt)  # stable: ties keep seed order
+    best = ranked[0]
+
+    report = trajectory = None
+    final = best.protein
+    if refine:
+        from foldlite.physics.refine import refine as run_refine
+        t0 = time.perf_counter()
+        cfg = _refine_config(refine_steps)
+        refined, report = run_refine(best.protein, best.plddt, config=cfg,
+                                     record_trajectory=record_trajectory)
+        final = refined.with_plddt(best.plddt)
+        trajectory = getattr(report, "trajectory", None) if record_trajectory else None
+        timings["refine"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+
+    info = {
+        "weights": {"name": model.name, "sha256": model.sha256,
+                    "path": None if model.path is None else str(model.path)},
+        "num_recycles": int(num_recycles),
+        "num_seeds": int(num_seeds),
+        "padded_length": int(bucket),
+        "chunk_size": int(model.config.chunk_size),
+        "msa": msa_info,
+        "refine_config": (dataclasses.asdict(_refine_config(refine_steps)) if refine else None),
+        "versions": versions(),
+        "device": describe_device(model.device),
+    }
+    return Prediction(id=record.id, name=name or safe_name(record.id), description=record.description,
+                      sequence=record.sequence, protein=final, unrefined=best.protein,
+                      plddt=best.plddt, pae=best.pae, ptm=best.ptm, seed=best.seed,
+                      ranked=tuple(ranked), refine_report=report, timings=timings, info=info,
+                      trajectory=trajectory)
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches (what `foldlite predict` runs)
+# ---------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BatchEntry:
+    """One input record before validation: a valid ``record`` or the ``error`` that rejects it."""
+
+    id: str
+    record: Any
+    error: str | None
+
+
+@dataclasses.dataclass
+class BatchResult:
+    rows: list
+    summary_path: Path
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.rows)
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+def _is_sequence_text(text: str) -> bool:
+    s = "".join(text.split())
+    return bool(s) and s.replace("*", "").isalpha()
+
+
+def read_batch_input(source: str | os.PathLike, max_length: int | None = None
+                     ) -> list[BatchEntry]:
+    """The records of a FASTA file (or a plain sequence), each validated on its own.
+
+    File-level problems (missing, empty, not FASTA) raise ``InputError``; a record with bad
+    letters, a duplicate id or too many residues becomes an entry with an ``error``.
+    """
+    from foldlite.sequences import parse_sequence, read_fasta
+
+    path = Path(source)
+    text = str(source)
+    if not path.is_file():
+        if path.exists():
+            raise InputError(f"{path}: is a directory, not a FASTA file")
+        if _is_sequence_text(text) and not text.lower().endswith((".fasta", ".fa", ".faa")):
+            try:
+                return [BatchEntry("query", parse_sequence(text, "query", max_length), None)]
+            except InputError as e:
+                return [BatchEntry("query", None, str(e))]
+        raise InputError(f"{text}: no such FASTA file, and not a protein sequence")
+    try:
+        records = read_fasta(path)
+    except InputError:
+        records = None
+    if records is not None:  # every record valid: only lengths remain to check
+        entries = []
+        for r in records:
+            err = None
+            if max_length is not None and r.length > max_length:
+                err = (f"{path}: record {r.id!r}: {r.length} residues, more than "
+                       f"--max-length {max_length}")
+            entries.append(BatchEntry(r.id, None if err else r, err))
+        return entries
+    # Some record is invalid (or the file is): validate record by record to find out which.
+    import io
+
+    from Bio import SeqIO
+
+    raw = path.read_text(encoding="utf-8", errors="replace")
+    first = next((ln for ln in raw.splitlines() if ln.strip()), "")
+    if not first.lstrip().startswith(">"):
+        read_fasta(path)  # raises the file-level error
+    entries = []
+    seen: set[str] = set()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bio = list(SeqIO.parse(io.StringIO(raw), "fasta"))
+    for n, rec in enumerate(bio, start=1):
+        rid = rec.id.strip() or f"record_{n}"
+        if not rec.id.strip():
+            entries.append(BatchEntry(rid, None, f"{path}: record {n} has an empty name after '>'"))
+            continue
+        if rid in seen:
+            entries.append(BatchEntry(rid, None, f"{path}: duplicate record id {rid!r} "
+                                                 f"(record {n})"))
+            continue
+        seen.add(rid)
+        try:
+            r = parse_sequence(str(rec.seq), name=rid, max_length=max_length)
+            r = dataclasses.replace(r, description=rec.description)
+            entries.append(BatchEntry(rid, r, None))
+        except InputError as e:
+            entries.append(BatchEntry(rid, None, f"{path}: {e}"))
+    if not entries:
+        read_fasta(path)  # raises "no records"
+    return entries
+
+
+def predict_batch(source: str | os.PathLike, outdir: str | os.PathLike, *,
+                  model: Model | None = None, weights: str | os.PathLike | None = None,
+                  msa: Any = None, num_recycles: int | None = None, num_seeds: int = 1,
+                  seed: int = 0, refine: bool = True, refine_steps: int | None = None,
+                  max_length: int | None = None, chunk_size: int | None = None,
+                  device: Any = None, overwrite: bool = False, quiet: bool = False,
+                  js_path: str | os.PathLike | None = None) -> BatchResult:
+    """Predict every record of ``source`` into ``outdir/<safe id>/``; write ``outdir/summary.tsv``.
+
+    Records whose folder is complete are skipped (status ``cached``) unless ``overwrite``; a
+    record that fails is reported (status ``failed``, message in the summary) and the others go
+    on. The model is loaded only when a record needs predicting.
+    """
+    from tqdm.auto import tqdm
+
+    from foldlite import outputs
+    from foldlite.sequences import safe_name
+
+    if num_seeds < 1:
+        raise InputError(f"--num-seeds {num_seeds}: must be >= 1")
+    if max_length is not None and max_length < 1:
+        raise InputError(f"--max-length {max_length}: must be >= 1")
+    from foldlite.viz import resolve_3dmol_js
+    js = resolve_3dmol_js(js_path)
+    entries = read_batch_input(source, max_length=max_length)
+    if msa is not None and len(entries) != 1:
+        raise InputError(f"--msa needs a single-record input; {source} holds {len(entries)} "
+                         "records")
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"{outdir}: exists and is not a folder")
+    outdir.mkdir(parents=True, exist_ok=True)
+    root = outdir.resolve()
+    taken: set[str] = set(outputs.RESERVED_NAMES)
+    names = [safe_name(e.id, taken) for e in entries]
+    for n in names:  # defence in depth: a folder name never leaves OUTDIR
+        if (root / n).resolve().parent != root:
+            raise FoldliteError(f"internal error: unsafe folder name {n!r}")
+
+    rows: list[outputs.SummaryRow] = []
+    state: dict[str, Any] = {"model": model}
+    bar = tqdm(list(zip(entries, names)), desc="foldlite predict", unit="record",
+               disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def say(msg: str) -> None:
+        if not quiet:
+            bar.write(msg, file=sys.stderr)
+
+    for entry, name in bar:
+        rec_dir = outdir / name
+        t0 = time.perf_counter()
+        if entry.error is not None:
+            rows.append(outputs.SummaryRow(entry.id, name, None, None, None, "failed", None,
+                                           entry.error))
+            bar.write(f"failed: {entry.error}", file=sys.stderr)
+        elif not overwrite and outputs.is_complete(rec_dir):
+            rows.append(outputs.SummaryRow.from_scores(rec_dir, status="cached"))
+            say(f"{entry.id}: complete in {rec_dir}, skipped (--overwrite redoes it)")
+        else:
+            try:
+                if state["model"] is None:
+                    state["model"] = load_model(weights, device=device, chunk_size=chunk_size)
+                pred = predict(entry.record, model=state["model"], msa=msa,
+                               num_recycles=num_recycles, num_seeds=num_seeds, seed=seed,
+                               refine=refine, refine_steps=refine_steps, name=name)
+                outputs.write_record(outdir, pred, js_path=js)
+                total = time.perf_counter() - t0
+                rows.append(outputs.SummaryRow(pred.id, name, pred.length, pred.mean_plddt,
+                                               pred.ptm, "ok", total))
+                say(f"{pred.id}: {pred.length} residues, mean pLDDT {pred.mean_plddt:.1f}, "
+                    f"pTM {pred.ptm:.3f}, {total:.1f} s -> {rec_dir}")
+            except KeyboardInterrupt:
+                raise
+            except FoldliteError as e:
+                if state["model"] is None:  # no usable weights: every record would fail
+                    raise
+                rows.append(outputs.SummaryRow(entry.id, name, entry.record.length, None, None,
+                                               "failed", time.perf_counter() - t0, str(e)))
+                bar.write(f"failed: {entry.id}: {e}", file=sys.stderr)
+            except Exception as e:  # noqa: BLE001 - one record's crash must not stop the batch
+                msg = f"{type(e).__name__}: {e}"
+                rows.append(outputs.SummaryRow(entry.id, name, entry.record.length, None, None,
+                                               "failed", time.perf_counter() - t0, msg))
+                bar.write(f"failed: {entry.id}: {msg}", file=sys.stderr)
+                if os.environ.get("FOLDLITE_DEBUG"):
+                    traceback.print_exc()
+        bar.set_postfix_str(f"{entry.id}: {time.perf_counter() - t0:.1f} s", refresh=False)
+        outputs.write_summary(outdir, rows)
+    bar.close()
+    result = BatchResult(rows=rows, summary_path=outdir / outputs.SUMMARY_TSV)
+    if not quiet:
+        print(f"{result.count('ok')} predicted, {result.count('cached')} already complete, "
+              f"{result.failed} failed; summary: {result.summary_path}", file=sys.stderr)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# `foldlite predict`
+# ---------------------------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", metavar="INPUT",
+                        help="a FASTA file (one or many records) or a plain one-letter sequence")
+    parser.add_argument("-o", "--output", "--outdir", dest="outdir", required=True,
+                        metavar="OUTDIR", help="output folder: one subfolder per record and "
+                                               "summary.tsv")
+    parser.add_argument("--msa", metavar="FILE.a3m",
+                        help="alignment for a single-record input: profile features from it, "
+                             "with sequence weighting")
+    parser.add_argument("--weights", metavar="FILE",
+                        help=f"model weights (.npz from `foldlite train`; default: the shipped "
+                             f"model {DEFAULT_WEIGHTS.name})")
+    parser.add_argument("--num-recycles", type=_non_negative_int, metavar="N",
+                        help="recycling passes (default: the model's)")
+    parser.add_argument("--num-seeds", type=_positive_int, default=1, metavar="N",
+                        help="models from N seeds, ranked by mean pLDDT (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--no-refine", dest="refine", action="store_false",
+                        help="skip the physics refinement")
+    parser.add_argument("--refine-steps", type=_non_negative_int, metavar="N",
+                        help="refinement steps (default: the refinement's)")
+    parser.add_argument("--max-length", type=_positive_int, metavar="N",
+                        help="fail records longer than N residues")
+    parser.add_argument("--chunk-size", type=_non_negative_int, metavar="N",
+                        help="chunk attention over N rows at a time to bound memory for long "
+                             "sequences (0: off; default: the model's)")
+    parser.add_argument("--device", choices=DEVICES, help="run on this device (default: JAX's)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo records whose outputs are already complete")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+    parser.add_argument("--3dmol-js", dest="js_path", metavar="PATH",
+                        help="local 3Dmol-min.js to inline in view.html (offline pages)")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = predict_batch(
+        args.input, args.outdir, weights=args.weights, msa=args.msa,
+        num_recycles=args.num_recycles, num_seeds=args.num_seeds, seed=args.seed,
+        refine=args.refine, refine_steps=args.refine_steps, max_length=args.max_length,
+        chunk_size=args.chunk_size, device=args.device, overwrite=args.overwrite,
+        quiet=args.quiet, js_path=args.js_path)
+    return 0 if result.ok else 1
+
+
+__all__ = ["DEFAULT_WEIGHTS", "Model", "Prediction", "RankedModel", "BatchResult", "BatchEntry",
+           "load_model", "init_params", "predict", "predict_batch", "read_batch_input",
+           "enable_compilation_cache", "cache_dir", "select_device", "versions"]

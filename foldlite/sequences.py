@@ -1,0 +1,439 @@
+"""Sequence input: FASTA queries, A3M alignments, alignment profiles and safe output names.
+
+Letters policy (``parse_sequence``, ``read_fasta``, query rows of ``read_a3m``):
+
+* the 20 standard one-letter codes, upper or lower case;
+* ``U`` (selenocysteine) is read as ``C`` and ``O`` (pyrrolysine) as ``K``, their closest standard
+  amino acids;
+* ``B`` (D or N), ``Z`` (E or Q), ``J`` (I or L) and ``X`` (any) are read as unknown (index 20, ``X``);
+* each of these six letters gives a ``SequenceWarning`` naming the record and the 1-based
+  positions;
+* one ``*`` (stop) at the very end of a sequence is dropped; anything else (digits, gaps ``-``/``.``,
+  other symbols, a ``*`` inside) is an ``InputError`` naming the file, the record and the position.
+
+``SequenceRecord.sequence`` is the normalised one-letter sequence (upper case, with the policy
+applied, so ``sequence[i] == constants.restypes_with_x[aatype[i]]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import unicodedata
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from foldlite import constants as rc
+from foldlite.errors import InputError
+
+__all__ = [
+    "SequenceRecord",
+    "SequenceWarning",
+    "Msa",
+    "GAP",
+    "read_fasta",
+    "parse_sequence",
+    "read_a3m",
+    "msa_profile",
+    "sequence_weights",
+    "safe_name",
+]
+
+#: Index of a gap in MSA matrices (20 is the unknown residue).
+GAP: int = 21
+#: Letters read as another amino acid (policy above).
+SUBSTITUTIONS: dict[str, str] = {"U": "C", "O": "K", "B": "X", "Z": "X", "J": "X"}
+_AMBIGUOUS = frozenset(SUBSTITUTIONS) | {"X"}
+_MAX_LISTED = 10
+
+# Letter -> index lookup table over bytes (255 = not allowed).
+_LOOKUP = np.full(256, 255, np.uint8)
+for _i, _r in enumerate(rc.restypes_with_x):
+    _LOOKUP[ord(_r)] = _i
+for _k, _v in SUBSTITUTIONS.items():
+    _LOOKUP[ord(_k)] = rc.restype_order_with_x[_v]
+_MSA_LOOKUP = _LOOKUP.copy()
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_MSA_LOOKUP[ord("-")] = GAP
+
+
+class SequenceWarning(UserWarning):
+    """A sequence letter was read by the substitution policy (U, O, B, Z, J, X)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceRecord:
+    """One query sequence.
+
+    Attributes:
+      id: the record id (first word of the FASTA header).
+      description: the full header line without '>'.
+      sequence: the normalised one-letter sequence (see the module docstring).
+      aatype: int32 [L] residue types 0..20 (``constants.restypes_with_x``).
+    """
+
+    id: str
+    description: str
+    sequence: str
+    aatype: np.ndarray
+
+    @property
+    def length(self) -> int:
+        return len(self.sequence)
+
+    def __len__(self) -> int:
+        return len(self.sequence)
+
+
+@dataclasses.dataclass(frozen=True)
+class Msa:
+    """A multiple sequence alignment in query columns.
+
+    Attributes:
+      sequences: int32 [M, L] residue types 0..20 and ``GAP`` (21); row 0 is the query.
+      deletions: int32 [M, L] number of residues deleted (lower-case insertions) before each
+        column in each row.
+      names: the M record ids.
+    """
+
+    sequences: np.ndarray
+    deletions: np.ndarray
+    names: tuple[str, ...] = ()
+
+    @property
+    def num_sequences(self) -> int:
+        return int(self.sequences.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.sequences.shape[1])
+
+
+# --------------------------------------------------------------------------------------------
+# Letters
+# --------------------------------------------------------------------------------------------
+
+def _where(path: str | None, record: str) -> str:
+    return f"{path}: record {record!r}" if path else f"record {record!r}"
+
+
+def _positions(idx) -> str:
+    idx = [int(i) + 1 for i in idx]
+    text = ", ".join(str(i) for i in idx[:_MAX_LISTED])
+    if len(idx) > _MAX_LISTED:
+        text += f", ... ({len(idx)} in all)"
+    return text
+
+
+def _encode(raw: str, record: str, path: str | None, max_length: int | None
+            ) -> tuple[str, np.ndarray]:
+    """Normalise and encode a sequence; return (sequence, aatype). Raises InputError."""
+    original = "".join(raw.split())
+    if original.endswith("*"):
+        original = original[:-1]
+    seq = original.translate(_ASCII_UPPER)  # str.upper() may change the length ('ß' -> 'SS')
+    if not seq:
+        raise InputError(f"{_where(path, record)}: empty sequence")
+    codes = np.fromiter((min(ord(ch), 255) for ch in seq), dtype=np.int64, count=len(seq))
+    aatype = _LOOKUP[codes]
+    bad = np.nonzero((aatype == 255) | (codes > 127))[0]
+    if bad.size:
+        i = int(bad[0])
+        hint = ""
+        if seq[i] in "-.":
+            hint = " (gaps are not allowed in a query sequence; alignments go in an A3M file)"
+        elif seq[i] == "*":
+            hint = " (a stop '*' is allowed only at the end)"
+        more = f"; {bad.size} bad letters in all" if bad.size > 1 else ""
+        raise InputError(f"{_where(path, record)}: position {i + 1}: {original[i]!r} is not an "
+                         f"amino-acid letter{hint}{more}")
+    if max_length is not None and len(seq) > max_length:
+        raise InputError(f"{_where(path, record)}: {len(seq)} residues, more than the length "
+                         f"limit max_length={max_length}")
+    ambiguous = [i for i, ch in enumerate(seq) if ch in _AMBIGUOUS]
+    if ambiguous:
+        parts = []
+        for letter in sorted({seq[i] for i in ambiguous}):
+            rule = f"{letter} as {SUBSTITUTIONS[letter]}" if letter in SUBSTITUTIONS else letter
+            where = _positions([i for i in ambiguous if seq[i] == letter])
+            parts.append(f"{rule} at position(s) {where}")
+        warnings.warn(f"{_where(path, record)}: read {'; '.join(parts)} (X is the unknown "
+                      "residue type 20)", SequenceWarning, stacklevel=3)
+    normalised = "".join(rc.restypes_with_x[a] for a in aatype)
+    return normalised, aatype.astype(np.int32)
+
+
+def parse_sequence(seq: str, name: str = "query", max_length: int | None = None
+                   ) -> SequenceRecord:
+    """A SequenceRecord from a plain one-letter sequence string (whitespace ignored).
+
+    Raises:
+      InputError: for an empty sequence, a letter that is not an amino acid (names the record and
+        the 1-based position) or a sequence longer than ``max_length``.
+    """
+    if seq.lstrip().startswith(">"):
+        raise InputError(f"record {name!r}: looks like FASTA text (starts with '>'); pass a "
+                         "file to read_fasta or the bare sequence")
+    normalised, aatype = _encode(seq, name, None, max_length)
+    return SequenceRecord(id=name, description=name, sequence=normalised, aatype=aatype)
+
+
+# --------------------------------------------------------------------------------------------
+# FASTA
+# --------------------------------------------------------------------------------------------
+
+def _read_checked(path: Path, kind: str) -> str:
+    if not path.exists():
+        raise InputError(f"{path}: {kind} file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a {kind} file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputError(f"{path}: {kind} file is empty")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a text {kind} file (byte {exc.start + 1} is not "
+                         "UTF-8)") from None
+
+
+def read_fasta(path: str | os.PathLike, max_length: int | None = None) -> list[SequenceRecord]:
+    """Read one or many protein sequences from a FASTA file (via ``Bio.SeqIO``).
+
+    Args:
+      path: the FASTA file.
+      max_length: the longest sequence accepted (None: no limit).
+    Returns:
+      The records in file order.
+    Raises:
+      InputError: naming the file (and the record and 1-based position where they apply) for a
+        missing or empty file, no records, an empty sequence, a record without an id, duplicate
+        ids, a letter that is not an amino acid, or a sequence longer than ``max_length``.
+    """
+    import io
+
+    from Bio import SeqIO
+
+    path = Path(path)
+    text = _read_checked(path, "FASTA")
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    if not first.lstrip().startswith(">"):
+        raise InputError(f"{path}: no FASTA records (a record starts with a '>' header line; the "
+                         f"file starts with {first.strip()[:30]!r})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bio_records = list(SeqIO.parse(io.StringIO(text), "fasta"))
+    except ValueError as exc:
+        raise InputError(f"{path}: not a readable FASTA file ({exc})") from None
+    if not bio_records:
+        raise InputError(f"{path}: no FASTA records")
+    records: list[SequenceRecord] = []
+    seen: dict[str, int] = {}
+    for n, rec in enumerate(bio_records, start=1):
+        rid = rec.id.strip()
+        if not rid:
+            raise InputError(f"{path}: record {n} has an empty name after '>'")
+        if rid in seen:
+            raise InputError(f"{path}: duplicate record id {rid!r} (records {seen[rid]} and {n})")
+        seen[rid] = n
+        letters = bytes(rec.seq).decode("utf-8", errors="replace")
+        normalised, aatype = _encode(letters, rid, str(path), max_length)
+        records.append(SequenceRecord(id=rid, description=rec.description, sequence=normalised,
+                                      aatype=aatype))
+    return records
+
+
+# --------------------------------------------------------------------------------------------
+# A3M
+# --------------------------------------------------------------------------------------------
+
+def _a3m_records(text: str, path: Path) -> list[tuple[str, str, int]]:
+    """(name, sequence, line number) of each A3M record; '#' lines before the first are skipped."""
+    records: list[list] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith(">"):
+            name = s[1:].split(maxsplit=1)[0] if s[1:].strip() else f"row{len(records) + 1}"
+            records.append([name, [], lineno])
+        elif not records:
+            if s.startswith("#"):
+                continue
+            raise InputError(f"{path}: line {lineno}: text before the first '>' header")
+        else:
+            records[-1][1].append(s)
+    return [(name, "".join(parts), ln) for name, parts, ln in records]
+
+
+def read_a3m(path: str | os.PathLike, query: str | SequenceRecord | None = None) -> Msa:
+    """Read an A3M alignment (HHblits/ColabFold/MMseqs2 style).
+
+    Upper-case letters and '-' are match columns; lower-case letters are insertions relative to
+    the query and are removed, their count stored in ``deletions`` for the next column; '.' (gap
+    in an insertion column, A2M) is removed. Letters follow the module's policy (U->C, O->K,
+    B/Z/J/X -> unknown), without warnings for alignment rows.
+
+    Args:
+      path: the A3M file.
+      query: optional query (string or SequenceRecord); row 1 must equal it.
+    Returns:
+      Msa with sequences [M, L] (gap = 21) and deletions [M, L].
+    Raises:
+      InputError: naming the file and the 1-based row (and position) for a missing/empty file, no
+        records, a row whose match columns differ in number from the query's, a letter that is
+        not an amino acid, or a first row that does not match ``query``.
+    """
+    path = Path(path)
+    text = _read_checked(path, "A3M")
+    records = _a3m_records(text, path)
+    if not records:
+        raise InputError(f"{path}: no A3M records (a record starts with a '>' header line)")
+    length = None
+    rows, dels, names = [], [], []
+    for r, (name, seq, _lineno) in enumerate(records, start=1):
+        seq = "".join(seq.split())
+        if not seq:
+            raise InputError(f"{path}: row {r} ({name!r}): empty sequence")
+        try:
+            data = np.frombuffer(seq.encode("ascii"), dtype=np.uint8)
+        except UnicodeEncodeError:
+            raise InputError(f"{path}: row {r} ({name!r}): non-ASCII character") from None
+        is_lower = (data >= ord("a")) & (data <= ord("z"))
+        is_dot = data == ord(".")
+        keep = ~(is_lower | is_dot)
+        matched = _MSA_LOOKUP[data[keep]]
+        bad = np.nonzero(matched == 255)[0]
+        if bad.size:
+            pos = int(np.nonzero(keep)[0][bad[0]])
+            raise InputError(f"{path}: row {r} ({name!r}): position {pos + 1}: {seq[pos]!r} is "
+                             "not an amino-acid letter or gap")
+        lower_letters = data[is_lower] - (ord("a") - ord("A"))
+        if lower_letters.size and np.any(_LOOKUP[lower_letters] == 255):
+            pos = int(np.nonzero(is_lower)[0][np.nonzero(_LOOKUP[lower_letters] == 255)[0][0]])
+            raise InputError(f"{path}: row {r} ({name!r}): position {pos + 1}: {seq[pos]!r} is "
+                             "not an amino-acid letter")
+        # deletions before each match column = insertions since the previous match column
+        at_match = np.cumsum(is_lower)[keep]  # insertions before each match column, cumulative
+        deletion = np.diff(np.concatenate([[0], at_match])).astype(np.int32)
+        if length is None:
+            length = matched.size
+        elif matched.size != length:
+            raise InputError(f"{path}: row {r} ({name!r}) has {matched.size} match columns, "
+                             f"the query (row 1) has {length}")
+        rows.append(matched.astype(np.int32))
+        dels.append(deletion)
+        names.append(name)
+    sequences = np.stack(rows)
+    if query is not None:
+        q = query if isinstance(query, SequenceRecord) else parse_sequence(query, "query")
+        first = sequences[0]
+        if first.shape[0] != q.aatype.shape[0] or np.any(first != q.aatype):
+            if first.shape[0] != q.aatype.shape[0]:
+                why = f"row 1 has {first.shape[0]} columns, the query {q.aatype.shape[0]} residues"
+            else:
+                i = int(np.nonzero(first != q.aatype)[0][0])
+                got = "-" if first[i] == GAP else rc.restypes_with_x[first[i]]
+                why = (f"position {i + 1}: row 1 has {got!r}, the query "
+                       f"{q.sequence[i]!r}")
+            raise InputError(f"{path}: row 1 ({names[0]!r}) does not match the query "
+                             f"{q.id!r}: {why}")
+    return Msa(sequences=sequences, deletions=np.stack(dels), names=tuple(names))
+
+
+# --------------------------------------------------------------------------------------------
+# Profiles
+# --------------------------------------------------------------------------------------------
+
+def sequence_weights(sequences: np.ndarray, identity: float = 0.8,
+                     chunk_bytes: int = 1 << 26) -> np.ndarray:
+    """Weights [M] = 1 / (number of rows at >= ``identity`` fraction identity, itself included).
+
+    Identity is the fraction of the L columns where two rows agree (gaps are a symbol), the
+    reweighting of direct-coupling analysis (Morcos et al. 2011 PNAS 108:E1293; Ekeberg et al.
+    2013 Phys Rev E 87:012707), theta = 1 - identity. Costs O(M^2 L) time, memory bounded by
+    ``chunk_bytes``.
+    """
+    seqs = np.asarray(sequences)
+    m, length = seqs.shape
+    if m == 0:
+        return np.zeros((0,), np.float32)
+    threshold = identity * length
+    counts = np.zeros((m,), np.int64)
+    step = max(1, chunk_bytes // max(1, m * length))
+    for a in range(0, m, step):
+        same = (seqs[a:a + step, None, :] == seqs[None, :, :]).sum(-1)  # [c, M]
+        counts[a:a + step] = (same >= threshold - 1e-9).sum(-1)
+    return (1.0 / counts).astype(np.float32)
+
+
+def msa_profile(msa: Msa | np.ndarray, weighting: bool = True) -> np.ndarray:
+    """Amino-acid profile [L, 20] of an alignment in ``constants.restypes`` order.
+
+    Each column's frequencies are the (weighted) counts of the 20 amino acids divided by their sum;
+    gaps and unknown residues are excluded. With ``weighting``, rows are weighted by
+    ``sequence_weights`` (1 / number of rows within 80% identity). A column with no amino acid at
+    all gets the uniform 1/20.
+
+    Args:
+      msa: an Msa, or its sequences [M, L] (0..20, gap 21).
+    """
+    seqs = np.asarray(msa.sequences if isinstance(msa, Msa) else msa)
+    m, length = seqs.shape
+    w = sequence_weights(seqs) if weighting else np.ones((m,), np.float32)
+    prof = np.zeros((length, rc.restype_num), np.float64)
+    for a in range(rc.restype_num):
+        prof[:, a] = ((seqs == a) * w[:, None]).sum(0)
+    total = prof.sum(-1, keepdims=True)
+    empty = total[:, 0] <= 0
+    prof = np.where(empty[:, None], 1.0 / rc.restype_num, prof / np.where(total > 0, total, 1))
+    return prof.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Output names
+# --------------------------------------------------------------------------------------------
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(1, 10)]
+    + [f"LPT{i}" for i in range(1, 10)])
+
+
+def safe_name(record_id: str, taken: set[str] | None = None, max_length: int = 64) -> str:
+    """A file-system-safe, unique name for a record id (for output files and folders).
+
+    The result holds only ``A-Za-z0-9._-`` (accents are dropped, anything else becomes '_'), has
+    no path separator, no '..', no control characters, does not start with '.' or '-', is not a
+    Windows device name, is not empty ('unnamed'), has at most ``max_length`` characters, and
+    differs from every name in ``taken`` (also case-insensitively from names safe_name put there),
+    by a suffix ``_2``, ``_3``, ... The chosen name is added to ``taken`` (with its lower-case
+    form, so names stay distinct on case-insensitive file systems).
+    """
+    if max_length < 8:
+        raise ValueError("max_length must be at least 8")
+    text = unicodedata.normalize("NFKD", str(record_id))
+    text = text.encode("ascii", "ignore").decode("ascii")
+    text = _UNSAFE.sub("_", text)
+    text = re.sub(r"\.{2,}", ".", text)
+    text = re.sub(r"_{2,}", "_", text)
+    text = text.lstrip(".-_").rstrip(". _")
+    if not text:
+        text = "unnamed"
+    if text.split(".")[0].upper() in _WINDOWS_RESERVED:
+        text = "_" + text
+    base = text[:max_length].rstrip(". ")
+    if taken is None:
+        return base
+    candidate, n = base, 1
+    while candidate in taken or candidate.lower() in taken:
+        n += 1
+        suffix = f"_{n}"
+        candidate = base[:max_length - len(suffix)].rstrip(". ") + suffix
+    taken.add(candidate)
+    taken.add(candidate.lower())
+    return candidate

@@ -1,0 +1,276 @@
+"""Checkpoints and weight files: pytrees flattened by key path into ``.npz``, read without pickle.
+
+Two file kinds, both plain ``.npz`` archives (``numpy.load(..., allow_pickle=False)`` reads them):
+
+* **Weights** (what ``predict`` and ``evaluate`` load, what the package ships):
+  ``save_weights(path, params, model_cfg, meta)`` / ``load_weights(path)``. Arrays:
+
+  - ``params.keys``: str [P], the ``jax.tree_util.keystr`` of each parameter
+    (``"['structure_module/ipa']['w']"`` for Haiku's ``{module: {name: array}}`` dicts);
+  - ``params.00000`` ... ``params.{P-1:05d}``: the parameter arrays in that order;
+  - ``config_yaml``: str [], the model config (``foldlite.config.to_dict``) as YAML;
+  - ``meta_json``: str [], free-form metadata (steps, data, metrics) as JSON;
+  - ``format``: str [], ``"foldlite-weights-v1"``.
+
+* **Training checkpoints**: ``save_checkpoint(path, state)`` / ``load_checkpoint(path, template)``
+  store the pytrees of a ``TrainState`` (params, optimiser state, EMA params) the same way, one
+  group each, plus the step and the PRNG key. The tree structure comes from a template (the
+  freshly initialised state), so optax's named tuples round-trip exactly; a key or shape that
+  does not match the template is an error, never a silent partial load.
+
+Every file is written atomically (``foldlite.fileio.save_npz``: temporary name, then rename).
+``CheckpointManager`` names checkpoints ``ckpt_{step:08d}.npz`` in one folder and keeps the last K.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import yaml
+
+from foldlite import fileio
+from foldlite.config import to_dict
+from foldlite.errors import InputError
+
+WEIGHTS_FORMAT = "foldlite-weights-v1"
+CHECKPOINT_FORMAT = "foldlite-checkpoint-v1"
+
+_KEY_RE = re.compile(r"\['((?:[^'\\]|\\.)*)'\]")
+
+
+# --------------------------------------------------------------------------------------------
+# Flattening pytrees by key path
+# --------------------------------------------------------------------------------------------
+
+def flatten_tree(tree: Any) -> tuple[list[str], list[np.ndarray]]:
+    """Leaves of ``tree`` as numpy arrays, named by ``jax.tree_util.keystr`` of their key path."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    keys = [jax.tree_util.keystr(kp) for kp, _ in leaves]
+    if len(set(keys)) != len(keys):
+        raise ValueError("pytree has duplicate key paths; cannot flatten it by key")
+    return keys, [np.asarray(jax.device_get(v)) for _, v in leaves]
+
+
+def _pack(prefix: str, tree: Any) -> dict[str, np.ndarray]:
+    keys, values = flatten_tree(tree)
+    out: dict[str, np.ndarray] = {f"{prefix}.keys": np.asarray(keys, dtype=np.str_)}
+    for i, v in enumerate(values):
+        out[f"{prefix}.{i:05d}"] = v
+    return out
+
+
+def _unpack(prefix: str, arrays: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    if f"{prefix}.keys" not in arrays:
+        raise InputError(f"{where}: no '{prefix}' group (not a foldlite file, or damaged)")
+    keys = [str(k) for k in arrays[f"{prefix}.keys"].reshape(-1)]
+    out = {}
+    for i, k in enumerate(keys):
+        name = f"{prefix}.{i:05d}"
+        if name not in arrays:
+            raise InputError(f"{where}: array {name} ({k}) is missing")
+        out[k] = arrays[name]
+    return out
+
+
+def unflatten_like(template: Any, values: dict[str, np.ndarray], where: str = "checkpoint"
+                   ) -> Any:
+    """Rebuild a pytree with the structure of ``template`` from ``{keystr: array}``.
+
+    Raises ``InputError`` when a key is missing or extra, or a shape or dtype kind differs.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    want = [jax.tree_util.keystr(kp) for kp, _ in leaves]
+    missing = [k for k in want if k not in values]
+    extra = sorted(set(values) - set(want))
+    if missing or extra:
+        raise InputError(f"{where}: parameters do not match the model: missing {missing[:5]}"
+                         f"{'...' if len(missing) > 5 else ''}, unexpected {extra[:5]}"
+                         f"{'...' if len(extra) > 5 else ''}")
+    out = []
+    for (kp, ref), k in zip(leaves, want):
+        v = values[k]
+        ref_shape = np.shape(ref)
+        if tuple(v.shape) != tuple(ref_shape):
+            raise InputError(f"{where}: {k} has shape {tuple(v.shape)}, the model expects "
+                             f"{tuple(ref_shape)}")
+        out.append(np.asarray(v, dtype=np.asarray(ref).dtype if hasattr(ref, "dtype") else None))
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def nested_dict_from_keys(values: dict[str, np.ndarray], where: str = "weights") -> dict:
+    """Nested dicts from ``{"['a']['b']": array}`` (trees made only of string-keyed dicts)."""
+    root: dict = {}
+    for k, v in values.items():
+        parts = _KEY_RE.findall(k)
+        if not parts or "".join(f"['{p}']" for p in parts) != k:
+            raise InputError(f"{where}: cannot parse parameter key {k!r}")
+        node = root
+        for p in parts[:-1]:
+            node = node.setdefault(p.replace("\\'", "'").replace("\\\\", "\\"), {})
+        node[parts[-1].replace("\\'", "'").replace("\\\\", "\\")] = v
+    return root
+
+
+def _str_scalar(arrays: dict[str, np.ndarray], name: str, where: str) -> str:
+    if name not in arrays:
+        raise InputError(f"{where}: missing '{name}'")
+    return str(arrays[name].reshape(-1)[0]) if arrays[name].size else ""
+
+
+def _load(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} file not found")
+    try:
+        return fileio.load_npz(path)
+    except (ValueError, OSError) as e:  # includes pickled object arrays and damaged archives
+        raise InputError(f"{path}: not a readable {what} file: {e}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Weights
+# --------------------------------------------------------------------------------------------
+
+def save_weights(path: str | os.PathLike, params: Any, model_cfg: Any,
+                 meta: dict | None = None, dtype: Any = None) -> None:
+    """Write model weights with their model config and metadata (atomic).
+
+    Args:
+      path: output ``.npz``.
+      params: Haiku params ``{module: {name: array}}``.
+      model_cfg: the ``ModelConfig`` dataclass the params belong to.
+      meta: JSON-serialisable metadata (training steps, data, metrics, ...).
+      dtype: optional dtype to store floating arrays in (e.g. ``np.float16`` to halve the size);
+        ``load_weights`` always returns float32.
+    """
+    if dtype is not None:
+        params = jax.tree_util.tree_map(
+            lambda x: np.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating)
+            else np.asarray(x), params)
+    arrays = _pack("params", params)
+    cfg = to_dict(model_cfg) if dataclasses.is_dataclass(model_cfg) else model_cfg
+    arrays["config_yaml"] = np.asarray(yaml.safe_dump(cfg, sort_keys=False), dtype=np.str_)
+    arrays["meta_json"] = np.asarray(json.dumps(meta or {}, default=fileio._json_default,
+                                                sort_keys=True), dtype=np.str_)
+    arrays["format"] = np.asarray(WEIGHTS_FORMAT, dtype=np.str_)
+    fileio.save_npz(path, arrays)
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict, Any, dict]:
+    """Read a weights file written by ``save_weights``.
+
+    Returns:
+      ``(params, model_cfg, meta)``: params as nested dicts of float32 numpy arrays, the
+      ``ModelConfig`` (``foldlite.model.ModelConfig``), and the metadata dict.
+    """
+    where = str(path)
+    arrays = _load(path, "weights")
+    fmt = _str_scalar(arrays, "format", where)
+    if fmt != WEIGHTS_FORMAT:
+        raise InputError(f"{where}: format {fmt!r}, expected {WEIGHTS_FORMAT!r}")
+    values = _unpack("params", arrays, where)
+    values = {k: (v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v)
+              for k, v in values.items()}
+    params = nested_dict_from_keys(values, where)
+    cfg_dict = yaml.safe_load(_str_scalar(arrays, "config_yaml", where)) or {}
+    from foldlite.model.config import model_config_from_dict
+    model_cfg = model_config_from_dict(cfg_dict, where=f"{where}: config_yaml")
+    meta = json.loads(_str_scalar(arrays, "meta_json", where) or "{}")
+    return params, model_cfg, meta
+
+
+# --------------------------------------------------------------------------------------------
+# Training checkpoints
+# --------------------------------------------------------------------------------------------
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """Everything a training run needs to continue exactly.
+
+    Attributes:
+      params: model parameters (Haiku dict).
+      opt_state: optax optimiser state.
+      ema_params: exponential moving average of ``params``.
+      step: int32 [] number of optimiser steps taken (skipped non-finite steps included).
+      rng: uint32 [2] base PRNG key; step ``s`` uses ``fold_in(rng, s)``.
+    """
+
+    params: Any
+    opt_state: Any
+    ema_params: Any
+    step: Any
+    rng: Any
+
+
+_GROUPS = ("params", "opt_state", "ema_params")
+
+
+def save_checkpoint(path: str | os.PathLike, state: TrainState, extra: dict | None = None
+                    ) -> None:
+    """Write ``state`` to ``path`` atomically (``extra``: JSON metadata, e.g. the config)."""
+    arrays: dict[str, np.ndarray] = {}
+    for g in _GROUPS:
+        arrays.update(_pack(g, getattr(state, g)))
+    arrays["step"] = np.asarray(jax.device_get(state.step), np.int64)
+    arrays["rng"] = np.asarray(jax.device_get(state.rng), np.uint32)
+    arrays["extra_json"] = np.asarray(json.dumps(extra or {}, default=fileio._json_default),
+                                      dtype=np.str_)
+    arrays["format"] = np.asarray(CHECKPOINT_FORMAT, dtype=np.str_)
+    fileio.save_npz(path, arrays, compress=False)
+
+
+def load_checkpoint(path: str | os.PathLike, template: TrainState) -> tuple[TrainState, dict]:
+    """Read a checkpoint into the structure of ``template``; returns ``(state, extra)``."""
+    where = str(path)
+    arrays = _load(path, "checkpoint")
+    fmt = _str_scalar(arrays, "format", where)
+    if fmt != CHECKPOINT_FORMAT:
+        raise InputError(f"{where}: format {fmt!r}, expected {CHECKPOINT_FORMAT!r}")
+    parts = {g: unflatten_like(getattr(template, g), _unpack(g, arrays, where), f"{where} [{g}]")
+             for g in _GROUPS}
+    state = TrainState(step=np.asarray(arrays["step"], np.int32),
+                       rng=np.asarray(arrays["rng"], np.uint32), **parts)
+    extra = json.loads(_str_scalar(arrays, "extra_json", where) or "{}")
+    return state, extra
+
+
+class CheckpointManager:
+    """``ckpt_{step:08d}.npz`` files in ``directory``; keeps the newest ``keep``."""
+
+    _NAME = re.compile(r"^ckpt_(\d{8,})\.npz$")
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 3):
+        self.directory = Path(directory)
+        self.keep = max(1, int(keep))
+
+    def steps(self) -> list[int]:
+        if not self.directory.is_dir():
+            return []
+        found = (self._NAME.match(p.name) for p in self.directory.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def path(self, step: int) -> Path:
+        return self.directory / f"ckpt_{int(step):08d}.npz"
+
+    def latest(self) -> Path | None:
+        s = self.steps()
+        return self.path(s[-1]) if s else None
+
+    def save(self, state: TrainState, extra: dict | None = None) -> Path:
+        step = int(jax.device_get(state.step))
+        p = self.path(step)
+        save_checkpoint(p, state, extra)
+        for old in self.steps()[:-self.keep]:
+            try:
+                self.path(old).unlink()
+            except FileNotFoundError:
+                pass
+        return p

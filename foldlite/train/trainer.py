@@ -1,0 +1,566 @@
+"""``foldlite train``: the training loop (data parallel over devices and processes).
+
+    foldlite train --config configs/train/tiny.yaml [--set key=value ...] [--resume]
+                   [--until-step N] [--time-limit SECONDS]
+
+One code path from one CPU to many accelerators:
+
+* **Data parallel with ``jax.sharding``**: a 1-D device mesh with axis ``'data'`` spans every
+  device of every process. Each global batch ``[B, ...]`` is sharded along ``'data'``; the
+  training state (params, optimiser state, EMA) is replicated. ``jax.jit`` of the step function
+  then computes each example's gradient on the device that holds it and inserts the cross-device
+  mean of the gradients. ``B`` must be a multiple of the number of devices.
+* **Multi-host with ``jax.distributed``**: start one process per host (or per group of devices)
+  with ``--coordinator HOST:PORT --num-processes P --process-id I`` (or the environment variables
+  ``FOLDLITE_COORDINATOR``, ``FOLDLITE_NUM_PROCESSES``, ``FOLDLITE_PROCESS_ID``). Every process
+  reads the same config, builds the same global batch indices and loads only its own
+  ``B / P`` examples (``jax.make_array_from_process_local_data``); process 0 writes checkpoints,
+  logs and evaluations. On CPU the collectives go through gloo
+  (``jax_cpu_collectives_implementation``); ``tests/test_trainer.py`` runs two processes on one
+  machine and checks they train exactly like one process with two devices.
+
+Every step ``s`` is a pure function of the config, the state and ``s``: the examples come from a
+permutation seeded by ``(seed, epoch)``, the number of recycles from a generator seeded by
+``(seed, s)``, and every random key inside the step from ``fold_in(rng, s)``. That is what
+makes ``--resume`` continue exactly, and what makes 1 device and N devices agree.
+
+A step whose loss or gradient is not finite leaves params, optimiser state and EMA untouched,
+is logged, and ``max_nonfinite`` consecutive ones stop the run. Checkpoints are written every
+``checkpoint.interval`` steps, at the end, and on Ctrl-C / SIGTERM (after the current step).
+The run folder (``log_dir``, default ``~/.cache/foldlite/runs/<name>``) holds ``config.yaml``,
+``metrics.jsonl`` (one JSON record per line), ``checkpoints/`` and, at the end,
+``weights.npz`` (the EMA weights in the format of ``checkpoint.save_weights``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import yaml
+
+from foldlite import fileio
+from foldlite.config import to_dict
+from foldlite.data.features import Features
+from foldlite.errors import ConfigError, FoldliteError
+from foldlite.train.checkpoint import (CheckpointManager, TrainState, load_checkpoint,
+                                       save_weights)
+from foldlite.train.config import LossWeights, TrainConfig, load_train_config
+from foldlite.train.losses import compute_losses, make_targets
+
+#: Keys of a batch that go into the jitted step (the rest, like chain ids, stay on the host).
+BATCH_ARRAY_KEYS = ("features", "atom37", "atom37_mask", "dssp3")
+
+
+class TrainingError(FoldliteError):
+    """Training cannot go on (e.g. repeated non-finite losses)."""
+
+    exit_code = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Optimiser, state and step
+# --------------------------------------------------------------------------------------------
+
+def make_schedule(cfg: TrainConfig) -> optax.Schedule:
+    """Linear warm-up from 0 to the peak learning rate, then cosine decay to
+    ``end_lr_fraction * peak`` at ``cfg.steps``."""
+    o = cfg.optimizer
+    warmup = min(o.warmup_steps, max(cfg.steps - 1, 0))
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=o.learning_rate, warmup_steps=warmup,
+        decay_steps=max(cfg.steps, warmup + 1), end_value=o.learning_rate * o.end_lr_fraction)
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """Gradient clipping by global norm, then AdamW with the schedule of ``make_schedule``."""
+    o = cfg.optimizer
+    return optax.chain(
+        optax.clip_by_global_norm(o.grad_clip_norm),
+        optax.adamw(make_schedule(cfg), b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay),
+    )
+
+
+def profile_dropout(features: Features, key: jax.Array, rate: float) -> Features:
+    """With probability ``rate`` replace the profile by the one-hot of the sequence
+    (``has_profile`` 0), so one model serves inputs with and without an alignment."""
+    if rate <= 0.0:
+        return features
+    drop = jax.random.bernoulli(key, rate)
+    aatype = features.aatype
+    one_hot = jax.nn.one_hot(aatype, 20, dtype=jnp.float32)
+    one_hot = jnp.where((aatype >= 20)[..., None], 1.0 / 20, one_hot)
+    one_hot = one_hot * features.mask[..., None]
+    return dataclasses.replace(
+        features,
+        profile=jnp.where(drop, one_hot, features.profile),
+        has_profile=jnp.where(drop, jnp.zeros_like(features.has_profile), features.has_profile))
+
+
+def num_recycles_for_step(cfg: TrainConfig, step: int) -> int:
+    """Recycles for step ``step``: uniform in ``[0, max_recycles]`` (Suppl. 1.10), seeded by
+    ``(seed, step)``."""
+    if cfg.max_recycles == 0:
+        return 0
+    return int(np.random.default_rng([cfg.seed, step, 7]).integers(0, cfg.max_recycles + 1))
+
+
+def make_loss_fn(model: Any, cfg: TrainConfig) -> Callable:
+    """``loss_fn(params, batch, key, weights, num_recycles) -> (loss, metrics)``: the mean over
+    the batch of the per-example losses (``vmap`` over the leading axis)."""
+
+    def per_example(params, example, key, weights, num_recycles):
+        k_drop, k_model, k_clamp = jax.random.split(key, 3)
+        features = profile_dropout(example["features"], k_drop, cfg.data.profile_dropout)
+        output = model.apply(params, k_model, features, num_recycles=num_recycles,
+                             is_training=True)
+        targets = make_targets(example["atom37"], example["atom37_mask"], features.aatype,
+                               features.mask, features.residue_index, example["dssp3"])
+        clamp = jax.random.uniform(k_clamp) >= cfg.loss.unclamped_fape_fraction
+        total, terms = compute_losses(output, targets, weights, cfg.loss, clamp)
+        terms["residues"] = jnp.sum(features.mask)
+        return total, terms
+
+    def loss_fn(params, batch, key, weights, num_recycles):
+        b = batch["atom37"].shape[0]
+        keys = jax.random.split(key, b)
+        totals, terms = jax.vmap(per_example, in_axes=(None, 0, 0, None, None))(
+            params, batch, keys, weights, num_recycles)
+        metrics = {k: jnp.mean(v) for k, v in terms.items()}
+        metrics["residues"] = jnp.sum(terms["residues"])
+        return jnp.mean(totals), metrics
+
+    return loss_fn
+
+
+def make_train_step(model: Any, cfg: TrainConfig, optimizer: optax.GradientTransformation
+                    ) -> Callable:
+    """``step(state, batch, weights, num_recycles) -> (state, metrics)`` (not yet jitted).
+
+    A non-finite loss or gradient leaves params, optimiser state and EMA unchanged
+    (``metrics['finite'] == 0``); the step counter advances either way.
+    """
+    loss_fn = make_loss_fn(model, cfg)
+    schedule = make_schedule(cfg)
+    decay = cfg.ema_decay
+
+    def step(state: TrainState, batch: dict, weights: LossWeights, num_recycles: int):
+        key = jax.random.fold_in(state.rng, state.step)
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, batch, key, weights, num_recycles)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        # Zero the gradient of a bad step before the optimiser sees it, then keep the old state.
+        grads = jax.tree_util.tree_map(lambda g: jnp.where(finite, g, 0.0), grads)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p,
+                                     state.ema_params, params)
+
+        def keep(new, old):
+            return jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
+
+        new_state = TrainState(params=keep(params, state.params),
+                               opt_state=keep(opt_state, state.opt_state),
+                               ema_params=keep(ema, state.ema_params),
+                               step=state.step + 1, rng=state.rng)
+        metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
+                       finite=finite.astype(jnp.float32), lr=schedule(state.step))
+        return new_state, metrics
+
+    return step
+
+
+def init_state(model: Any, cfg: TrainConfig, example: Features,
+               optimizer: optax.GradientTransformation) -> TrainState:
+    """Fresh parameters (seeded by ``cfg.seed``), optimiser state and EMA (= params)."""
+    rng = jax.random.PRNGKey(cfg.seed)
+    init_key, run_key = jax.random.split(rng)
+    params = model.init(init_key, example, num_recycles=0, is_training=False)
+    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params)
+    return TrainState(params=params, opt_state=optimizer.init(params),
+                      ema_params=jax.tree_util.tree_map(jnp.array, params),
+                      step=jnp.zeros((), jnp.int32), rng=run_key)
+
+
+# --------------------------------------------------------------------------------------------
+# Devices
+# --------------------------------------------------------------------------------------------
+
+def initialize_distributed(coordinator: str | None, num_processes: int | None,
+                           process_id: int | None) -> None:
+    """Join a multi-process run through ``jax.distributed`` (no-op for a single process).
+
+    On CPU the collectives use gloo. Must run before anything touches a device.
+    """
+    coordinator = coordinator or os.environ.get("FOLDLITE_COORDINATOR")
+    if not coordinator:
+        return
+    num_processes = int(num_processes or os.environ.get("FOLDLITE_NUM_PROCESSES", 1))
+    process_id = int(process_id if process_id is not None
+                     else os.environ.get("FOLDLITE_PROCESS_ID", 0))
+    if jax.config.jax_platforms in (None, "", "cpu") or os.environ.get("JAX_PLATFORMS") == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id)
+
+
+def make_mesh() -> jax.sharding.Mesh:
+    """A 1-D mesh ``('data',)`` over every device of every process."""
+    return jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def _replicate(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+    """Host values -> global arrays replicated on every device (same value on every process)."""
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+    return jax.tree_util.tree_map(put, jax.device_get(tree))
+
+
+def _shard_batch(local: dict, sharding: jax.sharding.Sharding, global_batch: int) -> dict:
+    """This process's examples ``[B / P, ...]`` -> global arrays ``[B, ...]`` over ``'data'``."""
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_process_local_data(sharding, x,
+                                                      (global_batch,) + x.shape[1:])
+    return jax.tree_util.tree_map(put, local)
+
+
+def to_host(tree: Any) -> Any:
+    """Replicated global arrays -> numpy (works when other processes hold devices too)."""
+    def get(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(x.addressable_data(0))
+        return np.asarray(jax.device_get(x))
+    return jax.tree_util.tree_map(get, tree)
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a call of ``Trainer.train`` did."""
+
+    step: int                      # step reached
+    stopped: str                   # "done", "until", "time", "signal", "nonfinite"
+    last_metrics: dict
+    run_dir: Path
+    weights_path: Path | None
+    steps_per_second: float
+    residues_per_second: float
+
+
+class _StopFlag:
+    """Turns the first SIGINT/SIGTERM into a request to stop after the current step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None:  # a second Ctrl-C: stop now
+            signal.signal(signum, self._old.get(signum, signal.SIG_DFL))
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\nfoldlite train: {signal.Signals(signum).name} received; stopping after this "
+              "step and writing a checkpoint (again to abort now)", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Trainer:
+    """A training run of ``cfg``: model, data, sharded jitted step, checkpoints, logs.
+
+    Args:
+      cfg: the training config.
+      resume: continue from the newest checkpoint in the run folder (error if there is none).
+      progress: show a tqdm progress bar (process 0 only).
+      data: a ``TrainingData`` (default: built from ``cfg.data``); tests may pass their own.
+    """
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
+                 data: Any = None):
+        from foldlite.model import make_model
+        from foldlite.model.config import load_model_config
+        from foldlite.train.batches import TrainingData
+
+        self.cfg = cfg
+        self.resume = resume
+        self.progress = progress
+        self.is_main = jax.process_index() == 0
+        self.run_dir = cfg.run_dir()
+        self.model_cfg = load_model_config(cfg.model)
+        self.model = make_model(self.model_cfg)
+        self.data = data if data is not None else TrainingData(cfg)
+        self.mesh = make_mesh()
+        n_dev = self.mesh.devices.size
+        if cfg.data.batch_size % n_dev:
+            raise ConfigError(f"data.batch_size={cfg.data.batch_size} is not a multiple of the "
+                              f"{n_dev} devices; use a multiple")
+        if cfg.data.batch_size % jax.process_count():
+            raise ConfigError(f"data.batch_size={cfg.data.batch_size} is not a multiple of the "
+                              f"{jax.process_count()} processes")
+        P = jax.sharding.PartitionSpec
+        self.replicated = jax.sharding.NamedSharding(self.mesh, P())
+        self.batch_sharding = jax.sharding.NamedSharding(self.mesh, P("data"))
+        self.optimizer = make_optimizer(cfg)
+        self._step_fn = jax.jit(
+            make_train_step(self.model, cfg, self.optimizer),
+            static_argnums=(2,), donate_argnums=(0,),
+            out_shardings=(self.replicated, self.replicated))
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.checkpoint.keep)
+        self.log_path = self.run_dir / "metrics.jsonl"
+
+    # ---------------------------------------------------------------- state
+    def initial_state(self) -> TrainState:
+        example = jax.tree_util.tree_map(lambda x: x[0], self.data.example_features())
+        return init_state(self.model, self.cfg, example, self.optimizer)
+
+    def _load_or_init(self) -> TrainState:
+        template = to_host(self.initial_state())
+        if not self.resume:
+            return template
+        latest = self.checkpoints.latest()
+        if latest is None:
+            raise ConfigError(f"--resume: no checkpoint in {self.checkpoints.directory}")
+        state, extra = load_checkpoint(latest, template)
+        saved = extra.get("config")
+        if saved is not None:
+            mine = to_dict(self.cfg)
+            differ = sorted(k for k in set(saved) | set(mine)
+                            if k not in ("steps", "evaluation", "checkpoint", "log_interval",
+                                         "log_dir") and saved.get(k) != mine.get(k))
+            if differ and self.is_main:
+                print(f"foldlite train: note: the config differs from the checkpoint's in "
+                      f"{differ}", file=sys.stderr)
+        if self.is_main:
+            print(f"foldlite train: resumed from {latest} (step {int(state.step)})",
+                  file=sys.stderr)
+        return state
+
+    # ---------------------------------------------------------------- batches
+    def global_batch(self, step: int) -> dict:
+        """The sharded global batch of ``step`` (this process loads its own examples)."""
+        local = self.data.batch(step, jax.process_index(), jax.process_count())
+        arrays = {k: local[k] for k in BATCH_ARRAY_KEYS}
+        return _shard_batch(arrays, self.batch_sharding, self.cfg.data.batch_size)
+
+    def train_step(self, state: TrainState, step: int) -> tuple[TrainState, dict]:
+        """One optimiser step on the batch of ``step`` (for tests and benchmarks)."""
+        batch = self.global_batch(step)
+        weights = self.cfg.loss.weights_at(step)
+        recycles = jnp.asarray(num_recycles_for_step(self.cfg, step), jnp.int32)
+        return self._step_fn(state, batch, weights, recycles)
+
+    # ---------------------------------------------------------------- logging
+    def _log(self, record: dict) -> None:
+        if not self.is_main:
+            return
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, default=fileio._json_default) + "\n")
+
+    def _save(self, state: TrainState) -> Path | None:
+        host = to_host(state)
+        if not self.is_main:
+            return None
+        return self.checkpoints.save(host, extra={"config": to_dict(self.cfg),
+                                                  "model": to_dict(self.model_cfg)})
+
+    def _write_weights(self, state: TrainState, metrics: dict) -> Path | None:
+        host = to_host(state.ema_params)
+        if not self.is_main:
+            return None
+        path = self.run_dir / "weights.npz"
+        meta = {"train_config": to_dict(self.cfg), "step": int(to_host(state.step)),
+                "ema_decay": self.cfg.ema_decay, "last_metrics": metrics}
+        save_weights(path, host, self.model_cfg, meta)
+        return path
+
+    def evaluate(self, state: TrainState) -> dict:
+        """Validation metrics on the fixed validation subset (process 0; others get {})."""
+        from foldlite.train.evaluate import Predictor, evaluate_examples
+
+        if not self.is_main:
+            return {}
+        ev = self.cfg.evaluation
+        params = to_host(state.ema_params if ev.use_ema else state.params)
+        examples = self.data.validation_examples()
+        if not examples:
+            return {}
+        predictor = Predictor(self.model, params, num_recycles=ev.num_recycles)
+        summary = evaluate_examples(predictor, examples, baselines=False)
+        return {k: v for k, v in summary["mean"]["model"].items()}
+
+    # ---------------------------------------------------------------- loop
+    def train(self, until_step: int | None = None, time_limit: float | None = None
+              ) -> TrainResult:
+        """Train to ``cfg.steps`` (or ``until_step``, or for ``time_limit`` seconds)."""
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fileio.write_text(self.run_dir / "config.yaml",
+                              yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        state = self._load_or_init()
+        state = _replicate(state, self.replicated)
+        start = int(to_host(state.step))
+        end = cfg.steps if until_step is None else min(cfg.steps, int(until_step))
+        self._log({"kind": "start", "step": start, "end": end, "time": time.time(),
+                   "devices": int(self.mesh.devices.size), "processes": jax.process_count(),
+                   "platform": jax.devices()[0].platform, "resumed": self.resume})
+        bar = tqdm(total=end, initial=start, disable=not (self.progress and self.is_main),
+                   dynamic_ncols=True, desc=cfg.name)
+        t0 = time.time()
+        acc: dict[str, list[float]] = {}
+        nonfinite_run = 0
+        stopped = "done" if end == cfg.steps else "until"
+        last: dict = {}
+        timed_steps, timed_time, timed_res = 0, 0.0, 0.0
+        step = start
+        with _StopFlag() as stop:
+            while step < end:
+                if stop.signal is not None:
+                    stopped = "signal"
+                    break
+                if time_limit is not None and time.time() - t0 > time_limit:
+                    stopped = "time"
+                    break
+                ts = time.time()
+                state, metrics = self.train_step(state, step)
+                metrics = {k: float(v) for k, v in to_host(metrics).items()}
+                dt = time.time() - ts
+                step += 1
+                if step > start + 1:  # the first step of a run includes compilation
+                    timed_steps += 1
+                    timed_time += dt
+                    timed_res += metrics["residues"]
+                if metrics["finite"] < 1.0:
+                    nonfinite_run += 1
+                    self._log({"kind": "nonfinite", "step": step, "loss": metrics["loss"],
+                               "grad_norm": metrics["grad_norm"], "time": time.time()})
+                    if self.is_main:
+                        tqdm.write(f"foldlite train: step {step}: non-finite loss/gradient "
+                                   f"(loss={metrics['loss']}); update skipped "
+                                   f"({nonfinite_run}/{cfg.max_nonfinite})")
+                    if nonfinite_run >= cfg.max_nonfinite:
+                        stopped = "nonfinite"
+                        break
+                    continue
+                nonfinite_run = 0
+                for k, v in metrics.items():
+                    acc.setdefault(k, []).append(v)
+                last = metrics
+                sps = timed_steps / timed_time if timed_time > 0 else 0.0
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", lddt=f"{metrics['lddt_ca']:.3f}",
+                                sps=f"{sps:.2f}")
+                if step % cfg.log_interval == 0 or step == end:
+                    rec = {k: float(np.mean(v)) for k, v in acc.items()}
+                    rec["residues"] = float(np.sum(acc["residues"]))
+                    self._log({"kind": "train", "step": step, "time": time.time(),
+                               "steps_per_second": sps,
+                               "residues_per_second": timed_res / timed_time if timed_time else 0,
+                               **rec})
+                    acc = {}
+                if step % cfg.checkpoint.interval == 0:
+                    self._save(state)
+                if cfg.evaluation.interval and step % cfg.evaluation.interval == 0:
+                    ev = self.evaluate(state)
+                    if ev:
+                        self._log({"kind": "eval", "step": step, "time": time.time(), **ev})
+                        tqdm.write(f"step {step}: validation " + " ".join(
+                            f"{k}={v:.3f}" for k, v in ev.items() if isinstance(v, float)))
+        bar.close()
+        if step > start or stopped in ("signal", "time"):
+            self._save(state)
+        if stopped == "done" and self.cfg.evaluation.interval == 0:
+            ev = self.evaluate(state)
+            if ev:
+                self._log({"kind": "eval", "step": step, "time": time.time(), **ev})
+        weights = self._write_weights(state, last) if stopped == "done" else None
+        sps = timed_steps / timed_time if timed_time > 0 else float("nan")
+        rps = timed_res / timed_time if timed_time > 0 else float("nan")
+        self._log({"kind": "stop", "step": step, "reason": stopped, "time": time.time(),
+                   "steps_per_second": sps, "residues_per_second": rps})
+        self.state = state
+        if stopped == "nonfinite":
+            raise TrainingError(f"stopped at step {step}: {cfg.max_nonfinite} consecutive "
+                                f"non-finite losses; the last good state is in "
+                                f"{self.checkpoints.directory}")
+        return TrainResult(step=step, stopped=stopped, last_metrics=last, run_dir=self.run_dir,
+                           weights_path=weights, steps_per_second=sps, residues_per_second=rps)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True,
+                        help="training config: a YAML path or a name in configs/train/ "
+                             "(tiny, small)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value (dotted key, YAML value); repeatable, "
+                             "e.g. --set optimizer.learning_rate=3e-4 --set steps=2000")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest checkpoint of the run folder")
+    parser.add_argument("--until-step", type=int, default=None, metavar="N",
+                        help="stop (with a checkpoint) at step N instead of the config's steps; "
+                             "the schedule still spans the config's steps")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="stop (with a checkpoint) after this much wall time")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dist = parser.add_argument_group("multi-process (jax.distributed)")
+    dist.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                      help="address of process 0 (env FOLDLITE_COORDINATOR)")
+    dist.add_argument("--num-processes", type=int, default=None,
+                      help="number of processes (env FOLDLITE_NUM_PROCESSES)")
+    dist.add_argument("--process-id", type=int, default=None,
+                      help="this process's index (env FOLDLITE_PROCESS_ID)")
+
+
+def run(args: argparse.Namespace) -> int:
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    cfg = load_train_config(args.config, args.set)
+    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
+    result = trainer.train(until_step=args.until_step, time_limit=args.time_limit)
+    if jax.process_index() == 0:
+        msg = {"step": result.step, "stopped": result.stopped, "run_dir": str(result.run_dir),
+               "weights": str(result.weights_path) if result.weights_path else None,
+               "steps_per_second": round(result.steps_per_second, 4)
+               if math.isfinite(result.steps_per_second) else None,
+               "residues_per_second": round(result.residues_per_second, 2)
+               if math.isfinite(result.residues_per_second) else None}
+        print(json.dumps(msg))
+        if result.stopped in ("signal", "time", "until"):
+            print(f"foldlite train: stopped at step {result.step} ({result.stopped}); continue "
+                  f"with --resume", file=sys.stderr)
+    if result.stopped == "signal":
+        return 130
+    return 0

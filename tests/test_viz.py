@@ -1,0 +1,196 @@
+"""foldlite.viz: pLDDT colouring, superposition, plots, animation, the HTML page, `foldlite view`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from foldlite import metrics, viz
+from foldlite.cli import main
+from foldlite.protein import read_structure
+
+DATA = Path(__file__).parent / "data"
+PDB = DATA / "1A8O.pdb"
+BAND_COLOURS = [c for _, c, _ in viz.PLDDT_BANDS]
+
+
+@pytest.fixture(scope="module")
+def prot():
+    return read_structure(PDB)
+
+
+def _banded(prot):
+    """The protein with pLDDT rising through all four bands."""
+    plddt = np.linspace(20.0, 99.0, prot.length)
+    return prot.with_plddt(plddt), plddt
+
+
+def test_plddt_bands_follow_alphafold():
+    bands = viz.plddt_band([95, 90.01, 90, 75, 70, 60, 50, 10, 0])
+    assert bands.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 3]
+    assert BAND_COLOURS == ["#0053D6", "#65CBF3", "#FFDB13", "#FF7D45"]
+    assert viz.plddt_colors([99, 20]) == ["#0053D6", "#FF7D45"]
+
+
+def test_show_colours_residues_by_band_with_legend(prot):
+    p, plddt = _banded(prot)
+    html = viz.show(p)._make_html()
+    for _, colour, label in viz.PLDDT_BANDS:
+        assert colour in html and label in html
+    # every residue is in exactly one band selection, with the right colour
+    text = viz.pdb_text(p)
+    residues = viz._pdb_residues(text)
+    assert len(residues) == prot.length
+    sel = viz._residue_selections(residues, viz.plddt_band(plddt))
+    covered = sorted(r for sels in sel.values() for s in sels for r in s["resi"])
+    assert covered == sorted(r.resi for r in residues)
+    # explicit plddt overrides B-factors; wrong length is an error
+    html2 = viz.show(prot, plddt=np.full(prot.length, 95.0), legend=False)._make_html()
+    assert "#0053D6" in html2 and "#FF7D45" not in html2 and "Very high" not in html2
+    with pytest.raises(ValueError, match="plddt has 3 values"):
+        viz.show(prot, plddt=[1, 2, 3])
+
+
+@pytest.mark.parametrize("color,expect", [("chain", "\"colorscheme\": \"chain\""),
+                                          ("ss", "ssJmol"), ("rainbow", "spectrum")])
+def test_show_other_colourings_and_styles(prot, color, expect):
+    html = viz.show(prot, color=color, style="cartoon+stick")._make_html()
+    assert expect in html and "\"stick\"" in html and "\"cartoon\"" in html
+    assert "Very high" not in html  # the legend is for pLDDT only
+
+
+def test_show_reads_files_and_rejects_bad_input(tmp_path):
+    assert "addModel" in viz.show(PDB)._make_html()
+    cif = viz.show(DATA / "1A8O.cif.gz", color="chain")._make_html()
+    assert "ATOM" in cif
+    with pytest.raises(ValueError, match="unknown color"):
+        viz.show(PDB, color="plaid!")
+    with pytest.raises(ValueError, match="unknown style"):
+        viz.show(PDB, style="ribbonz")
+    from foldlite.errors import InputError
+    with pytest.raises(InputError, match="not found"):
+        viz.show(tmp_path / "nope.pdb")
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(InputError, match="not a structure file"):
+        viz.show(tmp_path / "x.txt")
+
+
+def test_superpose_recovers_a_rigid_motion(prot):
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    moved = prot.replace(atom_positions=(prot.atom_positions @ q.T + [30.0, -5.0, 12.0])
+                         * prot.atom_mask[..., None])
+    sup = viz.superpose(moved, prot)
+    assert sup.num_aligned == prot.length
+    assert sup.rmsd < 1e-3 and sup.tm_score == pytest.approx(1.0, abs=1e-4)
+    np.testing.assert_allclose(sup.moved.atom_positions, prot.atom_positions, atol=2e-3)
+
+    noisy = prot.replace(atom_positions=(prot.atom_positions + rng.normal(0, 1.0, (prot.length, 37, 3)))
+                         * prot.atom_mask[..., None])
+    sup = viz.superpose(noisy, prot)
+    assert sup.rmsd == pytest.approx(metrics.rmsd(noisy.ca_positions, prot.ca_positions), rel=1e-6)
+    assert sup.tm_score == pytest.approx(metrics.tm_score(noisy.ca_positions, prot.ca_positions),
+                                         abs=1e-6)
+
+
+def test_superpose_pairs_residues_of_different_sequences(prot):
+    """A prediction of a fragment: paired by sequence, TM-score normalised by the reference."""
+    frag = prot.replace(aatype=prot.aatype[10:60], atom_positions=prot.atom_positions[10:60],
+                        atom_mask=prot.atom_mask[10:60], residue_index=prot.residue_index[10:60],
+                        b_factors=prot.b_factors[10:60], insertion_code=prot.insertion_code[10:60])
+    sup = viz.superpose(frag, prot)
+    assert sup.num_aligned == 50
+    np.testing.assert_array_equal(sup.pairs[:, 1], np.arange(10, 60))
+    assert sup.rmsd < 1e-3
+    assert sup.tm_score == pytest.approx(50 / prot.length, abs=0.01)
+
+
+def test_overlay_title_has_rmsd_and_tm(prot):
+    p, _ = _banded(prot)
+    shifted = p.replace(atom_positions=(p.atom_positions + 7.0) * p.atom_mask[..., None])
+    html = viz.overlay(shifted, PDB)._make_html()
+    assert "RMSD 0.00" in html and "TM-score 1.000" in html
+    assert viz.REFERENCE_COLOR in html and "#0053D6" in html
+    assert html.count("addModel(") == 2
+
+
+def test_plots_have_axes_and_colour_bars():
+    rng = np.random.default_rng(1)
+    fig = viz.plot_plddt(np.linspace(10, 100, 40), title="t")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "Residue" and ax.get_ylabel() == "pLDDT" and ax.get_ylim() == (0, 100)
+    assert len(fig.axes) == 1 and len(ax.child_axes) == 1  # the band colour bar
+    assert viz.figure_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = viz.plot_plddt({"seed 0": rng.uniform(0, 100, 30), "seed 1": rng.uniform(0, 100, 30)})
+    assert len(fig.axes[0].get_legend().get_texts()) == 2
+    fig = viz.plot_pae(rng.uniform(0, 31, (25, 25)))
+    assert len(fig.axes) == 2  # image + colour bar
+    assert "error" in fig.axes[1].get_ylabel()
+    assert viz.figure_png(fig)[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="square"):
+        viz.plot_pae(np.zeros((3, 4)))
+
+
+def test_animate_frames(prot):
+    frames = [prot.replace(atom_positions=(prot.atom_positions + 0.1 * i) * prot.atom_mask[..., None])
+              for i in range(3)]
+    html = viz.animate(frames, color="rainbow")._make_html()
+    assert "addModelsAsFrames" in html and "animate" in html
+    assert html.count("MODEL ") == 3 and html.count("ENDMDL") == 3
+    coords = np.stack([f.atom_positions for f in frames])
+    html = viz.animate(coords, protein=prot.with_plddt(np.full(prot.length, 80.0)))._make_html()
+    assert html.count("ENDMDL") == 3 and "#65CBF3" in html
+    with pytest.raises(ValueError, match="template protein"):
+        viz.animate(coords)
+
+
+def test_html_page_offline_and_cdn(tmp_path, prot):
+    p, plddt = _banded(prot)
+    js = tmp_path / "3Dmol-min.js"
+    js.write_text("window.$3Dmol = {marker: 'LOCAL-3DMOL'}; // </script> inside a string\n")
+    pae = np.random.default_rng(0).uniform(0, 30, (prot.length, prot.length))
+    page = viz.html_page(p, plddt=plddt, pae=pae, title="<b>x</b>", js_path=js,
+                         info={"Length": prot.length})
+    assert "LOCAL-3DMOL" in page and viz.CDN_3DMOL not in page.split("<body>")[0]
+    assert "<\\/script> inside" in page  # the inlined library cannot close its script tag
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page
+    assert page.count("data:image/png;base64,") == 2
+    for colour in BAND_COLOURS:
+        assert colour in page
+    cdn = viz.html_page(p, title="x")
+    assert viz.CDN_3DMOL in cdn and "LOCAL-3DMOL" not in cdn
+    assert cdn.count("data:image/png;base64,") == 1  # pLDDT plot only, no PAE given
+    from foldlite.errors import InputError
+    with pytest.raises(InputError, match="3Dmol.js not found"):
+        viz.html_page(p, js_path=tmp_path / "missing.js")
+
+
+def test_view_command(tmp_path, prot, capsys):
+    from test_outputs import make_prediction
+
+    from foldlite import outputs
+    out = tmp_path / "view.html"
+    assert main(["view", str(PDB), "-o", str(out)]) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    # a predict output folder with two records: --record picks one
+    batch = tmp_path / "batch"
+    for name in ("a", "b"):
+        outputs.write_record(batch, make_prediction(prot, name=name), html=False)
+    assert main(["view", str(batch), "-o", str(out)]) == 2
+    assert "pick one with --record" in capsys.readouterr().err
+    assert main(["view", str(batch), "--record", "b", "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "<h1>b id</h1>" in page and page.count("data:image/png;base64,") == 2
+    assert main(["view", str(batch / "a"), "-o", str(out), "--color", "rainbow"]) == 0
+    assert "spectrum" in out.read_text()
+    assert main(["view", str(tmp_path / "missing"), "-o", str(out)]) == 2
+    assert "not found" in capsys.readouterr().err
+    js = tmp_path / "3dmol.js"
+    js.write_text("window.$3Dmol = {};")
+    assert main(["view", str(PDB), "-o", str(out), "--3dmol-js", str(js)]) == 0
+    assert viz.CDN_3DMOL not in out.read_text().split("<body>")[0]
+    json.dumps(outputs.read_scores(batch / "a"))  # scores stay plain JSON
