@@ -866,7 +866,8 @@ del _default_frames, _atom14_pos, _ideal14, _i, _j, _k
 # has the bond or angle (mean and sd of the entry with the largest count); EH1991/EH2001 as noted
 # otherwise; entries listed in ``ideal_geometry_derived`` are measured on this module's ideal
 # coordinates (ring-closure bonds and the third angle at branch points, which ic_data implies but
-# does not list) and carry the median sd of the residue's tabulated bonds / angles.
+# does not list) and carry the median sd of the residue's tabulated bonds / angles. One ic_data
+# sd is an outlier artefact and is replaced the same way (GLN CB-CG: 0.080 A -> median).
 # --------------------------------------------------------------------------------------------
 _ring_closures: dict[str, list[tuple[str, str]]] = {
     "PRO": [("CD", "N")],
@@ -875,6 +876,11 @@ _ring_closures: dict[str, list[tuple[str, str]]] = {
     "HIS": [("CE1", "NE2")],
     "TRP": [("NE1", "CE2"), ("CE3", "CZ3")],
 }
+
+
+#: ic_data bond-length sds above this (outlier-inflated: GLN CB-CG has 0.080 A there) are
+#: replaced by the median sd of the residue's other tabulated bonds.
+_MAX_BOND_SD = 0.045
 
 
 def _build_bonds():
@@ -908,7 +914,8 @@ def _build_bonds():
                         best = (mean, sd, v[6])
             if best is not None:
                 blen[(name, a, b)] = (best[0], best[1])
-                length_sds.append(best[1])
+                if best[1] <= _MAX_BOND_SD:
+                    length_sds.append(best[1])
         if name == "UNK":
             for (a, b), key in ((("N", "CA"), ("N", "CA")), (("CA", "C"), ("CA", "C")),
                                 (("C", "O"), ("C", "O"))):
@@ -916,6 +923,9 @@ def _build_bonds():
         if name == "PRO":
             blen[(name, "CD", "N")] = proline_ring_closure[("CD", "N")]
         med_len = float(np.median(length_sds)) if length_sds else 0.02
+        for key, (mean, sd) in list(blen.items()):
+            if key[0] == name and sd > _MAX_BOND_SD:
+                blen[key] = (mean, med_len)
         for a, b in pairs:
             if (name, a, b) not in blen:
                 blen[(name, a, b)] = (float(np.linalg.norm(pos[a] - pos[b])), med_len)
@@ -1147,9 +1157,9 @@ rotamer_library: dict[str, list[tuple[str, float, tuple[float, ...]]]] = {
         ("m-30", 9.0, (-65.0, -30.0)),
     ],
     "PRO": [  # Lovell 2000 Table II (chi1); chi2 closes the ring (see above)
-        ("Cg_endo", 44.0, (30.0, -35.0)),
-        ("Cg_exo", 43.0, (-30.0, 40.0)),
-        ("cis_Cg_endo", 6.0, (30.0, -35.0)),
+        ("Cg_endo", 44.0, (30.0, -34.0)),
+        ("Cg_exo", 43.0, (-30.0, 34.0)),
+        ("cis_Cg_endo", 6.0, (30.0, -34.0)),
     ],
     "SER": [  # Lovell 2000 Table II
         ("p", 48.0, (62.0,)),

@@ -33,6 +33,7 @@ from typing import Iterator, Sequence
 
 import jax.numpy as jnp
 import numpy as np
+from scipy.spatial import cKDTree
 
 from foldlite import constants
 
@@ -241,37 +242,37 @@ def lddt(pred_pos: np.ndarray, true_pos: np.ndarray, true_mask: np.ndarray | Non
                              atoms_shape).reshape(-1)
     keep = tw > 0
     x, y, pw, res_id = x[keep], y[keep], pw[keep] > 0, res_id[keep]
-    m = len(y)
-    pair_count = np.zeros(n_res)
-    pair_score = np.zeros(n_res)
-    chunk = max(1, 4_000_000 // max(m, 1))
-    for a in range(0, m, chunk):
-        b = min(m, a + chunk)
-        d_true = np.sqrt(np.sum((y[a:b, None] - y[None]) ** 2, -1))
-        d_pred = np.sqrt(np.sum((x[a:b, None] - x[None]) ** 2, -1))
-        scored = (d_true < cutoff) & (res_id[a:b, None] != res_id[None])
-        diff = np.abs(d_pred - d_true)
-        score = np.mean([diff < t for t in LDDT_THRESHOLDS], axis=0)
-        score = score * (pw[a:b, None] & pw[None])
-        pair_count += np.bincount(res_id[a:b], weights=scored.sum(-1), minlength=n_res)
-        pair_score += np.bincount(res_id[a:b], weights=(score * scored).sum(-1),
-                                  minlength=n_res)
+    # Reference pairs within the radius (each unordered pair once), from a k-d tree.
+    pairs = cKDTree(y).query_pairs(r=cutoff, output_type="ndarray")
+    pairs = pairs.reshape(-1, 2)
+    pairs = pairs[res_id[pairs[:, 0]] != res_id[pairs[:, 1]]]  # never within one residue
+    i, j = pairs[:, 0], pairs[:, 1]
+    d_true = np.sqrt(np.sum((y[i] - y[j]) ** 2, -1))
+    inside = d_true < cutoff  # the tree keeps distances <= cutoff
+    i, j, d_true = i[inside], j[inside], d_true[inside]
+    d_pred = np.sqrt(np.sum((x[i] - x[j]) ** 2, -1))
+    diff = np.abs(d_pred - d_true)
+    score = np.mean([diff < t for t in LDDT_THRESHOLDS], axis=0) * (pw[i] & pw[j])
     if per_residue:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(pair_count > 0, pair_score / np.maximum(pair_count, 1), np.nan)
-    total = pair_count.sum()
-    return float(pair_score.sum() / total) if total > 0 else float("nan")
+        # A residue's score covers every pair with one of its atoms.
+        count = (np.bincount(res_id[i], minlength=n_res)
+                 + np.bincount(res_id[j], minlength=n_res)).astype(np.float64)
+        total = (np.bincount(res_id[i], weights=score, minlength=n_res)
+                 + np.bincount(res_id[j], weights=score, minlength=n_res))
+        return np.where(count > 0, total / np.maximum(count, 1.0), np.nan)
+    return float(score.mean()) if len(score) else float("nan")
 
 
 def lddt_ca(pred_pos: np.ndarray, true_pos: np.ndarray, true_mask: np.ndarray | None = None,
-            cutoff: float = LDDT_CUTOFF, per_residue: bool = False) -> float | np.ndarray:
+            cutoff: float = LDDT_CUTOFF, per_residue: bool = False,
+            pred_mask: np.ndarray | None = None) -> float | np.ndarray:
     """CA-only lDDT: ``lddt`` on the CA traces of ``[L, 3]`` or atom37 ``[L, 37, 3]`` inputs.
 
-    ``true_mask`` is ``[L]`` or atom37 ``[L, 37]`` (its CA column is used).
+    Masks are ``[L]``, or atom37 ``[L, 37]`` (their CA column is used).
     """
-    pred, _ = _ca_trace(pred_pos, None, "pred")
-    true, mask = _ca_trace(true_pos, true_mask, "true")
-    return lddt(pred, true, mask, cutoff=cutoff, per_residue=per_residue)
+    pred, pmask = _ca_trace(pred_pos, pred_mask, "pred")
+    true, tmask = _ca_trace(true_pos, true_mask, "true")
+    return lddt(pred, true, tmask, cutoff=cutoff, per_residue=per_residue, pred_mask=pmask)
 
 
 def lddt_jax(pred: jnp.ndarray, true: jnp.ndarray, mask: jnp.ndarray,

@@ -198,6 +198,10 @@ def _protein_with_plddt(protein: Any, plddt: np.ndarray) -> Any:
     return protein.with_plddt(np.asarray(plddt, np.float32))
 
 
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
 def _stale_siblings(outdir: Path, name: str) -> list[Path]:
     prefix = f".{name}."
     return [p for p in outdir.iterdir() if p.name.startswith(prefix) and p.is_dir()
@@ -240,14 +244,16 @@ def write_record(outdir: str | os.PathLike, pred: "Prediction", *,
                 fileio.write_text(tmp / ranked_name(rank), protein_mod.to_pdb_string(
                     _protein_with_plddt(m.protein, m.plddt)))
                 files[f"ranked_{rank}"] = ranked_name(rank)
+        pngs: dict[str, bytes] = {}
         if plots:
-            fileio.write_bytes(tmp / PLDDT_PNG, viz.figure_png(
-                viz.plot_plddt(pred.plddt, title=f"{pred.id}: pLDDT (mean "
-                                                  f"{float(np.mean(pred.plddt)):.1f})")))
+            pngs["plddt_png"] = viz.figure_png(viz.plot_plddt(
+                pred.plddt, title=f"{_short(pred.id)}: pLDDT (mean {float(np.mean(pred.plddt)):.1f})"))
+            fileio.write_bytes(tmp / PLDDT_PNG, pngs["plddt_png"])
             files["plddt_png"] = PLDDT_PNG
             if pred.pae is not None:
-                fileio.write_bytes(tmp / PAE_PNG, viz.figure_png(
-                    viz.plot_pae(pred.pae, title=f"{pred.id}: predicted aligned error")))
+                pngs["pae_png"] = viz.figure_png(viz.plot_pae(
+                    pred.pae, title=f"{_short(pred.id)}: predicted aligned error"))
+                fileio.write_bytes(tmp / PAE_PNG, pngs["pae_png"])
                 files["pae_png"] = PAE_PNG
         timings = dict(pred.timings)
         timings["outputs"] = time.perf_counter() - t_start  # structures and plots
@@ -255,7 +261,7 @@ def write_record(outdir: str | os.PathLike, pred: "Prediction", *,
         fileio.write_json(tmp / SCORES_JSON, scores, indent=1)
         if html:
             viz.write_html(tmp / VIEW_HTML, model, plddt=pred.plddt, pae=pred.pae, title=pred.id,
-                           info=summary_info(scores), js_path=js_path)
+                           info=summary_info(scores), js_path=js_path, **pngs)
             files["view_html"] = VIEW_HTML
         sizes = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
         fileio.write_json(tmp / COMPLETE_MARKER, {"format": SCORES_FORMAT, "files": sizes})

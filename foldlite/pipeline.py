@@ -173,16 +173,16 @@ class Model:
                    "seed": seed}, name=f"untrained-{_config_label(config)}", sha256=None,
                    path=None, device=dev)
 
-    def _infer_fn(self, num_recycles: int) -> Callable:
+    def _infer_fn(self, sample: bool) -> Callable:
         import jax
 
         from foldlite.model.heads import pae_from_logits, plddt_from_logits, ptm_from_logits
 
         transformed = self._transformed
 
-        def infer(params, rng, features):
+        def infer(params, rng, features, num_recycles):
             out = transformed.apply(params, rng, features, num_recycles=num_recycles,
-                                    is_training=False)
+                                    is_training=sample)
             return {
                 "atom37": out.atom37, "atom37_mask": out.atom37_mask,
                 "plddt": plddt_from_logits(out.plddt_logits),
@@ -191,28 +191,37 @@ class Model:
             }
         return jax.jit(infer)
 
-    def compile(self, features: Any, num_recycles: int) -> tuple[Callable, float]:
-        """The executable for ``features``' padded length; returns (fn, seconds spent compiling)."""
-        import jax
+    def compile(self, features: Any, sample: bool = False) -> tuple[Callable, float]:
+        """The executable for ``features``' padded length ``N`` (the number of recycles is a
+        runtime argument, so it does not recompile); returns (fn, seconds spent compiling).
 
-        key = (int(features.aatype.shape[-1]), int(num_recycles))
+        ``sample``: dropout on (the network's training-time noise), which makes models from
+        different seeds differ; off gives the deterministic prediction.
+        """
+        import jax
+        import jax.numpy as jnp
+
+        key = (int(features.aatype.shape[-1]), bool(sample))
         if key in self.compiled:
             return self.compiled[key], 0.0
         t0 = time.perf_counter()
         rng = jax.device_put(jax.random.PRNGKey(0), self.device)
         feats = jax.device_put(features, self.device)
-        fn = self._infer_fn(num_recycles).lower(self.params, rng, feats).compile()
+        fn = self._infer_fn(sample).lower(self.params, rng, feats, jnp.int32(0)).compile()
         self.compiled[key] = fn
         return fn, time.perf_counter() - t0
 
-    def __call__(self, features: Any, seed: int, num_recycles: int) -> tuple[dict, dict]:
+    def __call__(self, features: Any, seed: int, num_recycles: int, sample: bool = False
+                 ) -> tuple[dict, dict]:
         """Run the network on padded ``features`` ([N]); returns (numpy outputs, timings)."""
         import jax
+        import jax.numpy as jnp
 
-        fn, t_compile = self.compile(features, num_recycles)
+        fn, t_compile = self.compile(features, sample)
         t0 = time.perf_counter()
         rng = jax.device_put(jax.random.PRNGKey(int(seed)), self.device)
-        out = fn(self.params, rng, jax.device_put(features, self.device))
+        out = fn(self.params, rng, jax.device_put(features, self.device),
+                 jnp.int32(num_recycles))
         out = jax.tree_util.tree_map(np.asarray, jax.device_get(out))
         return out, {"compile": t_compile, "model": time.perf_counter() - t0}
 
@@ -405,8 +414,10 @@ def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLik
       msa: an A3M path or ``Msa`` whose first row is the query: profile features (with sequence
         weighting) instead of the one-hot sequence.
       num_recycles: recycling passes (default: the model config's).
-      num_seeds: run the network with seeds ``seed .. seed+num_seeds-1`` and keep the model with
-        the highest mean pLDDT (all are in ``Prediction.ranked``).
+      num_seeds: 1 (default): the deterministic prediction. More: sample ``num_seeds`` models
+        with the network's dropout on, seeded ``seed .. seed+num_seeds-1`` (as ColabFold's
+        dropout sampling), and keep the one with the highest mean pLDDT (all are in
+        ``Prediction.ranked``).
       refine, refine_steps: refine the best model (``foldlite.physics.refine``) and how far.
       max_length: refuse longer sequences (``InputError``).
       record_trajectory: keep the refinement trajectory (``Prediction.trajectory``).
@@ -442,7 +453,7 @@ def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLik
     residue_index = np.arange(1, n_res + 1, dtype=np.int32)
     for i in range(num_seeds):
         s = int(seed) + i
-        out, t = model(features, s, num_recycles)
+        out, t = model(features, s, num_recycles, sample=num_seeds > 1)
         timings["compile"] += t["compile"]
         timings["model"] += t["model"]
         pos = out["atom37"][:n_res].astype(np.float32)
@@ -477,6 +488,7 @@ def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLik
                     "path": None if model.path is None else str(model.path)},
         "num_recycles": int(num_recycles),
         "num_seeds": int(num_seeds),
+        "dropout_sampling": bool(num_seeds > 1),
         "padded_length": int(bucket),
         "chunk_size": int(model.config.chunk_size),
         "msa": msa_info,

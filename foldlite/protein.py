@@ -3,7 +3,7 @@
 A ``Protein`` holds one chain (arrays of length ``L`` residues):
 
   aatype:          int32   [L]       residue type 0..20 (``constants.restypes_with_x``; 20 = UNK)
-  atom_positions:  float32 [L,37,3]  coordinates in Angstrom, atom37 order (``constants.atom_types``)
+  atom_positions:  float32 [L,37,3]  coordinates (Angstrom), atom37 order (``constants.atom_types``)
   atom_mask:       float32 [L,37]    1 where the atom is present
   residue_index:   int32   [L]       residue numbers as in the file (author numbering)
   chain_id:        str               chain identifier (author chain id for mmCIF)
@@ -671,9 +671,13 @@ def from_backbone(aatype, backbone, mask=None, residue_index=None, chain_id: str
             i = np.nonzero(has)[0]
             pos[i, o] = _ideal_oxygen(bb[i, 1], bb[i, 2], bb[i + 1, 0])
             mask37[i, o] = 1.0
+    bf = None
+    if b_factors is not None:
+        b = np.asarray(b_factors, dtype=np.float32)
+        if b.shape == (n,):
+            b = np.repeat(b[:, None], rc.atom_type_num, axis=1)
+        if b.shape != (n, rc.atom_type_num):
+            raise ValueError(f"b_factors has shape {b.shape}; expected ({n},) or ({n}, 37)")
+        bf = b * mask37
     return Protein(aatype=aatype, atom_positions=pos, atom_mask=mask37, residue_index=ridx,
-                   chain_id=chain_id,
-                   b_factors=None if b_factors is None else (
-                       np.asarray(b_factors, np.float32) if np.ndim(b_factors) == 2 else
-                       np.repeat(np.asarray(b_factors, np.float32).reshape(n, 1),
-                                 rc.atom_type_num, axis=1)) * mask37)
+                   chain_id=chain_id, b_factors=bf)

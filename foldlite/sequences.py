@@ -1,15 +1,18 @@
 """Sequence input: FASTA queries, A3M alignments, alignment profiles and safe output names.
 
-Letters policy (``parse_sequence``, ``read_fasta``, query rows of ``read_a3m``):
+Letters policy (``parse_sequence``, ``read_fasta``; ``read_a3m`` maps letters the same way but
+does not warn):
 
 * the 20 standard one-letter codes, upper or lower case;
 * ``U`` (selenocysteine) is read as ``C`` and ``O`` (pyrrolysine) as ``K``, their closest standard
   amino acids;
-* ``B`` (D or N), ``Z`` (E or Q), ``J`` (I or L) and ``X`` (any) are read as unknown (index 20, ``X``);
+* ``B`` (D or N), ``Z`` (E or Q), ``J`` (I or L) and ``X`` (any) are read as unknown (index 20,
+  ``X``);
 * each of these six letters gives a ``SequenceWarning`` naming the record and the 1-based
   positions;
-* one ``*`` (stop) at the very end of a sequence is dropped; anything else (digits, gaps ``-``/``.``,
-  other symbols, a ``*`` inside) is an ``InputError`` naming the file, the record and the position.
+* one ``*`` (stop) at the very end of a sequence is dropped; anything else (digits, gaps
+  ``-``/``.``, other symbols, a ``*`` inside) is an ``InputError`` naming the file, the record
+  and the position.
 
 ``SequenceRecord.sequence`` is the normalised one-letter sequence (upper case, with the policy
 applied, so ``sequence[i] == constants.restypes_with_x[aatype[i]]``).
@@ -349,25 +352,40 @@ def read_a3m(path: str | os.PathLike, query: str | SequenceRecord | None = None)
 # Profiles
 # --------------------------------------------------------------------------------------------
 
+def _one_hot(seqs: np.ndarray) -> np.ndarray:
+    """[M, C] symbols 0..21 -> float32 [M, C * 22] one-hot (gap is a symbol)."""
+    m, c = seqs.shape
+    out = np.zeros((m, c, GAP + 1), np.float32)
+    out[np.arange(m)[:, None], np.arange(c)[None, :], np.clip(seqs, 0, GAP)] = 1.0
+    return out.reshape(m, c * (GAP + 1))
+
+
 def sequence_weights(sequences: np.ndarray, identity: float = 0.8,
-                     chunk_bytes: int = 1 << 26) -> np.ndarray:
+                     max_bytes: int = 1 << 28) -> np.ndarray:
     """Weights [M] = 1 / (number of rows at >= ``identity`` fraction identity, itself included).
 
     Identity is the fraction of the L columns where two rows agree (gaps are a symbol), the
     reweighting of direct-coupling analysis (Morcos et al. 2011 PNAS 108:E1293; Ekeberg et al.
-    2013 Phys Rev E 87:012707), theta = 1 - identity. Costs O(M^2 L) time, memory bounded by
-    ``chunk_bytes``.
+    2013 Phys Rev E 87:012707), theta = 1 - identity. Pairwise identities are one-hot matrix
+    products: O(M^2 L) time; ``max_bytes`` bounds the one-hot block held in memory.
     """
     seqs = np.asarray(sequences)
     m, length = seqs.shape
     if m == 0:
         return np.zeros((0,), np.float32)
-    threshold = identity * length
+    threshold = identity * length - 1e-6
+    cols = max(1, min(length, max_bytes // (m * (GAP + 1) * 4)))
+    blocks = [slice(c, c + cols) for c in range(0, length, cols)]
+    cached = _one_hot(seqs) if len(blocks) == 1 else None
+    rows = max(1, min(m, max_bytes // (8 * m)))
     counts = np.zeros((m,), np.int64)
-    step = max(1, chunk_bytes // max(1, m * length))
-    for a in range(0, m, step):
-        same = (seqs[a:a + step, None, :] == seqs[None, :, :]).sum(-1)  # [c, M]
-        counts[a:a + step] = (same >= threshold - 1e-9).sum(-1)
+    for a in range(0, m, rows):
+        same = np.zeros((min(rows, m - a), m), np.float32)  # identical columns, exact integers
+        for blk in blocks:
+            full = cached if cached is not None else _one_hot(seqs[:, blk])
+            part = full[a:a + rows]
+            same += part @ full.T
+        counts[a:a + rows] = (same >= threshold).sum(-1)
     return (1.0 / counts).astype(np.float32)
 
 

@@ -54,6 +54,8 @@ PLDDT_BANDS: tuple[tuple[float, str, str], ...] = (
 COLOR_MODES = ("plddt", "chain", "ss", "rainbow")
 STYLES = ("cartoon", "stick", "sphere", "line", "cross", "cartoon+stick")
 REFERENCE_COLOR = "#B0B0B0"
+#: Upper end of the PAE colour scale: the centre of the last PAE bin (foldlite.model.heads).
+MAX_PAE = 31.75
 #: The 3Dmol.js that py3Dmol loads (same version as the npm package ``3dmol`` used in tests).
 CDN_3DMOL = "https://cdn.jsdelivr.net/npm/3dmol@2.5.5/build/3Dmol-min.js"
 #: Environment variable naming a local 3Dmol-min.js used by default for HTML pages.
@@ -461,12 +463,15 @@ def animate(trajectory: Any, protein: Any = None, *, color: str = "plddt",
 # Plots
 # ---------------------------------------------------------------------------------------------
 
-def _figure_axes(ax: Any, figsize: tuple[float, float]) -> tuple["Figure", Any]:
+def _figure_axes(ax: Any, figsize: tuple[float, float], rect: tuple[float, float, float, float]
+                 ) -> tuple["Figure", Any]:
+    """``ax``'s figure, or a new pyplot-free Figure with one Axes at ``rect`` (fixed margins
+    are much faster to draw than a layout engine)."""
     if ax is not None:
         return ax.figure, ax
     from matplotlib.figure import Figure
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig, fig.add_subplot()
+    fig = Figure(figsize=figsize)
+    return fig, fig.add_axes(rect)
 
 
 def plot_plddt(plddt: np.ndarray | Sequence[float] | dict[str, Any], *, ax: Any = None,
@@ -480,7 +485,7 @@ def plot_plddt(plddt: np.ndarray | Sequence[float] | dict[str, Any], *, ax: Any 
     from matplotlib.colorbar import ColorbarBase
     from matplotlib.colors import BoundaryNorm, ListedColormap
 
-    fig, ax = _figure_axes(ax, (7.0, 3.0))
+    fig, ax = _figure_axes(ax, (7.0, 3.0), (0.08, 0.16, 0.82, 0.74))
     bounds = [0, 50, 70, 90, 100]
     colours = [b[1] for b in reversed(PLDDT_BANDS)]
     for lo, hi, c in zip(bounds[:-1], bounds[1:], colours):
@@ -510,19 +515,20 @@ def plot_plddt(plddt: np.ndarray | Sequence[float] | dict[str, Any], *, ax: Any 
 def plot_pae(pae: np.ndarray, *, ax: Any = None, title: str | None = None,
              max_error: float | None = None) -> "Figure":
     """Predicted aligned error [L, L] (row: aligned on residue i; column: error at residue j)."""
-    fig, ax = _figure_axes(ax, (5.0, 4.2))
+    fig, ax = _figure_axes(ax, (5.2, 4.4), (0.14, 0.12, 0.62, 0.78))
     pae = np.asarray(pae, np.float64)
     if pae.ndim != 2 or pae.shape[0] != pae.shape[1]:
         raise ValueError(f"PAE must be a square [L, L] matrix, got shape {pae.shape}")
-    vmax = float(max_error if max_error is not None else max(30.0, float(np.nanmax(pae))
-                                                             if pae.size else 30.0))
+    vmax = float(max_error if max_error is not None else max(
+        MAX_PAE, float(np.nanmax(pae)) if pae.size else MAX_PAE))
     n = pae.shape[0]
     im = ax.imshow(pae, cmap="Greens_r", vmin=0.0, vmax=vmax, origin="upper",
                    extent=(0.5, n + 0.5, n + 0.5, 0.5), interpolation="nearest")
     ax.set_xlabel("Scored residue")
     ax.set_ylabel("Aligned residue")
     ax.set_title(title or "Predicted aligned error")
-    cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cax = ax.inset_axes([1.04, 0.0, 0.05, 1.0])
+    cb = fig.colorbar(im, cax=cax)
     cb.set_label("Expected position error (\u00c5)")
     return fig
 
@@ -618,8 +624,12 @@ def resolve_3dmol_js(js_path: str | os.PathLike | None) -> Path | None:
 def html_page(structure: Any, *, plddt: np.ndarray | None = None, pae: np.ndarray | None = None,
               title: str = "foldlite", info: dict[str, Any] | None = None, color: str = "plddt",
               style: str | dict = "cartoon", js_path: str | os.PathLike | None = None,
-              width: int = 640, height: int = 480) -> str:
-    """A standalone HTML page: the 3D view, the legend, the pLDDT and PAE plots, ``info`` rows."""
+              width: int = 640, height: int = 480, plddt_png: bytes | None = None,
+              pae_png: bytes | None = None) -> str:
+    """A standalone HTML page: the 3D view, the legend, the pLDDT and PAE plots, ``info`` rows.
+
+    ``plddt_png``/``pae_png``: already drawn plots to embed instead of drawing them again.
+    """
     text = pdb_text(structure)
     local_js = resolve_3dmol_js(js_path)
     view = show(text, color=color, style=style, plddt=plddt, legend=False, width=width,
@@ -645,12 +655,12 @@ def html_page(structure: Any, *, plddt: np.ndarray | None = None, pae: np.ndarra
             f"<li><span class=\"swatch\" style=\"background:{c}\"></span>{html_lib.escape(lab)}</li>"
             for _, c, lab in PLDDT_BANDS) + "</ul>"
     plots = []
-    if plddt is not None and color == "plddt":
-        png = figure_png(plot_plddt(plddt))
+    if plddt is not None and color == "plddt" or plddt_png is not None:
+        png = plddt_png if plddt_png is not None else figure_png(plot_plddt(plddt))
         plots.append(f"<img alt=\"pLDDT plot\" id=\"plddt-plot\" src=\"data:image/png;base64,"
                      f"{base64.b64encode(png).decode()}\">")
-    if pae is not None:
-        png = figure_png(plot_pae(pae))
+    if pae is not None or pae_png is not None:
+        png = pae_png if pae_png is not None else figure_png(plot_pae(pae))
         plots.append(f"<img alt=\"PAE plot\" id=\"pae-plot\" src=\"data:image/png;base64,"
                      f"{base64.b64encode(png).decode()}\">")
     source = "inlined from " + html_lib.escape(local_js.name) if local_js else (

@@ -220,7 +220,7 @@ def render(hedra: dict, build: dict) -> str:
             lines.append(f"        ({atom!r}, {a!r}, {b!r}, {c!r}, {k}, {deg:.5f}),")
         lines.append("    ),")
     lines += ["}", END]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         _, tail = rest.split(END, 1)
-        new = head + block + tail.lstrip("\n")
+        new = head + block + tail
     else:
         raise SystemExit(f"{args.constants}: markers {BEGIN!r} / {END!r} not found")
     if args.check:

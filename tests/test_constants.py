@@ -122,9 +122,26 @@ def _ideal_pos(name: str) -> dict[str, np.ndarray]:
             for j, a in enumerate(rc.restype_name_to_atom14_names[name]) if a}
 
 
+def _rotamer_pos(name: str, chis_deg: tuple[float, ...]) -> dict[str, np.ndarray]:
+    """Ideal residue built at the given chi angles (identity backbone frame, psi 0)."""
+    import jax.numpy as jnp
+
+    from foldlite.geometry.rigid import Rigid
+    from foldlite.geometry.torsions import frames_and_torsions_to_atom14
+
+    i = rc.resnames.index(name)
+    angles = np.zeros(7)
+    angles[3:3 + len(chis_deg)] = np.deg2rad(chis_deg)
+    sc = jnp.stack([jnp.sin(angles), jnp.cos(angles)], -1)[None]
+    x14, _, _ = frames_and_torsions_to_atom14(Rigid.identity((1,)), sc, jnp.array([i]))
+    x14 = np.asarray(x14[0], np.float64)
+    return {a: x14[j] for j, a in enumerate(rc.restype_name_to_atom14_names[name]) if a}
+
+
 def test_bonds_cover_every_close_pair_and_match_ideal_lengths():
     for name in rc.resnames:
-        pos = _ideal_pos(name)
+        rots = rc.rotamer_library.get(name)
+        pos = _rotamer_pos(name, rots[0][2]) if rots else _ideal_pos(name)
         bonds = {frozenset(b) for b in rc.residue_bonds[name]}
         n_atoms = len(pos)
         # a tree plus one bond per ring
@@ -140,10 +157,11 @@ def test_bonds_cover_every_close_pair_and_match_ideal_lengths():
                     assert rc.ideal_bond_length[(name, b, a)] == (mean, sd)
                     assert 1.2 < mean < 1.9 and 0.003 < sd < 0.05, (name, a, b, mean, sd)
                     if name == "PRO" and {a, b} == {"CD", "N"}:
-                        continue  # ring closure depends on chi1/chi2 (see the rotamer test)
+                        assert abs(d - mean) < 0.05, d  # ring closes at the common rotamer
+                        continue
                     assert abs(d - mean) < 0.02, (name, a, b, d, mean)
                 else:
-                    assert d > 2.0 or (name == "PRO" and {a, b} == {"CD", "N"}), (name, a, b, d)
+                    assert d > 2.1, (name, a, b, d)
 
 
 def test_ideal_angles_match_built_coordinates():
@@ -238,3 +256,11 @@ def test_rotamer_library():
     # the most common rotamers that everyone quotes
     assert rc.rotamer_library["LEU"][0][0] == "mt"
     assert rc.rotamer_library["VAL"][0][0] == "t"
+
+
+def test_proline_rotamers_close_the_ring():
+    mean, sd = rc.ideal_bond_length[("PRO", "CD", "N")]
+    for rot_name, _, chis in rc.rotamer_library["PRO"]:
+        pos = _rotamer_pos("PRO", chis)
+        d = np.linalg.norm(pos["CD"] - pos["N"])
+        assert abs(d - mean) < 3 * sd, (rot_name, d)

@@ -62,8 +62,8 @@ def test_read_pdb_mse_as_met_and_waters_dropped(a8o):
     sd = rc.atom_order["SD"]
     assert a8o.residue_index[0] == 151 and a8o.atom_mask[0, sd] == 1
     text = (DATA / "1A8O.pdb").read_text()
-    se = next(ln for ln in text.splitlines()
-              if ln.startswith("HETATM") and ln[12:16].strip() == "SE" and ln[22:26].strip() == "151")
+    se = next(ln for ln in text.splitlines() if ln.startswith("HETATM")
+              and ln[12:16].strip() == "SE" and ln[22:26].strip() == "151")
     np.testing.assert_allclose(a8o.atom_positions[0, sd],
                                [float(se[30:38]), float(se[38:46]), float(se[46:54])], atol=1e-3)
     # every residue has its full heavy-atom set here; OXT on the last one
@@ -218,6 +218,15 @@ def test_errors_name_the_file(tmp_path):
         P.read_structure(bad_cif)
     with pytest.raises(InputError, match="is a directory"):
         P.read_structure(tmp_path)
+    broken = tmp_path / "broken.pdb"
+    broken.write_text("ATOM      1  N   ALA A   1      1x.000  10.000  10.000  1.00 10.00"
+                      "           N\n")
+    with pytest.raises(InputError, match="broken.pdb: not a readable PDB.*coordinate"):
+        P.read_structure(broken)
+    bad_gz = tmp_path / "trunc.pdb.gz"
+    bad_gz.write_bytes(gzip.compress(b"ATOM" * 100)[:20])
+    with pytest.raises(InputError, match="trunc.pdb.gz: not a readable gzip"):
+        P.read_structure(bad_gz)
 
 
 def test_no_protein_chain(tmp_path):

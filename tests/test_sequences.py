@@ -92,7 +92,8 @@ def test_duplicate_ids(tmp_path):
 def test_length_limit(tmp_path):
     path = _write(tmp_path, "long.fasta", ">short\nMKV\n>long\n" + "A" * 101 + "\n")
     assert len(S.read_fasta(path, max_length=101)) == 2
-    with pytest.raises(InputError, match=r"long.fasta: record 'long': 101 residues.*max_length=100"):
+    with pytest.raises(InputError,
+                       match=r"long.fasta: record 'long': 101 residues.*max_length=100"):
         S.read_fasta(path, max_length=100)
     with pytest.raises(InputError, match=r"max_length=2"):
         S.parse_sequence("MKV", max_length=2)
@@ -237,7 +238,8 @@ def test_sequence_weights_match_definition():
         row[flip] = rng.integers(0, 22, size=flip.sum())
         rows.append(row)
     seqs = np.stack(rows + [rng.integers(0, 22, size=30) for _ in range(10)])
-    w = S.sequence_weights(seqs, chunk_bytes=1000)  # small chunks exercise the loop
+    w = S.sequence_weights(seqs, max_bytes=2000)  # small blocks exercise the loops
+    np.testing.assert_allclose(S.sequence_weights(seqs), w)
     np.testing.assert_allclose(w, _naive_weights(seqs), rtol=1e-6)
     assert S.sequence_weights(np.zeros((0, 5), np.int32)).shape == (0,)
 

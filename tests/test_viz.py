@@ -128,8 +128,8 @@ def test_plots_have_axes_and_colour_bars():
     fig = viz.plot_plddt({"seed 0": rng.uniform(0, 100, 30), "seed 1": rng.uniform(0, 100, 30)})
     assert len(fig.axes[0].get_legend().get_texts()) == 2
     fig = viz.plot_pae(rng.uniform(0, 31, (25, 25)))
-    assert len(fig.axes) == 2  # image + colour bar
-    assert "error" in fig.axes[1].get_ylabel()
+    assert len(fig.axes[0].child_axes) == 1  # the colour bar
+    assert "error" in fig.axes[0].child_axes[0].get_ylabel()
     assert viz.figure_png(fig)[:4] == b"\x89PNG"
     with pytest.raises(ValueError, match="square"):
         viz.plot_pae(np.zeros((3, 4)))

@@ -207,7 +207,8 @@ class Dataset:
             if str(arr.dtype) != spec["dtype"] or list(arr.shape) != list(spec["shape"]):
                 raise _dataset_error(self.path, f"{f.name} has {arr.dtype} {list(arr.shape)}, the "
                                      f"manifest says {spec['dtype']} {spec['shape']}")
-            self.arrays[name] = arr
+            # a plain ndarray view of the map: same memory, without np.memmap's per-slice cost
+            self.arrays[name] = np.asarray(arr)
         R, A = self.num_residues, self.num_atoms
         for name, (dt, trail, axis) in {**CORE_ARRAYS, **OPTIONAL_ARRAYS}.items():
             if name not in self.arrays:
@@ -286,9 +287,10 @@ class Dataset:
         return self.chain(i)
 
     def _span(self, i: int, start: int | None, stop: int | None) -> tuple[int, int]:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"chain {i} out of range ({len(self)} chains)")
-        i = i % len(self)
+        n = len(self.chain_ids)
+        if not -n <= i < n:
+            raise IndexError(f"chain {i} out of range ({n} chains)")
+        i = i % n
         L = int(self.lengths[i])
         s, e, _ = slice(start, stop).indices(L)
         o = int(self.offsets[i])
@@ -328,8 +330,9 @@ class Dataset:
             off = arr["atom_offset"]
             bf = np.zeros(mask.shape, np.float32)
             bf[mask] = arr["atom_b_factors"][int(off[a]):int(off[b])]
-        ins = np.asarray(arr["insertion_code"][a:b])
-        ins_str = np.array([chr(c).strip() for c in ins], dtype="<U1")
+        ins = np.array(arr["insertion_code"][a:b], np.uint8)
+        ins[ins == 32] = 0
+        ins_str = ins.view("S1").astype("<U1")  # b'\x00' -> ''; other codes -> their letter
         return ChainRecord(
             chain_id=self.chain_ids[i],
             aatype=np.asarray(arr["aatype"][a:b], np.int32),

@@ -645,3 +645,76 @@ def convert_from_deb_or_db(out_dir: str | os.PathLike, *, deb: str | os.PathLike
 def _version_from_name(name: str) -> str:
     parts = name.split("_")
     return parts[1] if len(parts) >= 3 else "unknown"
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing (the inverse of read_structure_db: for tests and for exporting subsets)
+# ----------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class DBChain:
+    """One chain to write with ``write_structure_db`` (``L`` residues).
+
+    backbone: [L, 4, 3] N, CA, C, O in Angstrom; profiles [L, 20] in ``profile_alphabet`` order
+    as frequencies (0..1); phi_psi [L, 2] radians.
+    """
+
+    pdb_id: str
+    chain: str
+    sequence: str
+    backbone: np.ndarray
+    dssp: str
+    start: int = 1
+    aln_profile: np.ndarray | None = None
+    struct_profile: np.ndarray | None = None
+    phi_psi: np.ndarray | None = None
+    accessibility: np.ndarray | None = None
+    depth: np.ndarray | None = None
+
+
+def encode_structure_db(chains: list[DBChain]) -> bytes:
+    """The bytes of a ``structure_db.dat`` holding ``chains`` (ProMod3's layout)."""
+    header = _MAGIC.pack(*MAGIC) + bytes(HEADER_SIZE - _MAGIC.size)
+    table = [_U64.pack(len(chains))]
+    parts: dict[str, list[np.ndarray]] = {name: [] for name, _, _ in RESIDUE_ARRAYS}
+    seq = []
+    offset = 0
+    for c in chains:
+        L = len(c.sequence)
+        bb = np.asarray(c.backbone, np.float64).reshape(L, 4, 3)
+        shift = -np.round(bb.reshape(-1, 3).mean(0), 2) if L else np.zeros(3)
+        for s in (c.pdb_id, c.chain):
+            table.append(_U32.pack(len(s)) + s.encode("ascii"))
+        table.append(_CHAIN_FIXED.pack(offset, L, c.start, *shift.astype(np.float32)))
+        offset += L
+        seq.append(c.sequence.encode("ascii"))
+        xyz = np.rint((bb + shift.astype(np.float32)) / COORD_SCALE)
+        if np.abs(xyz).max(initial=0) > 32767:
+            raise ValueError(f"chain {c.pdb_id} {c.chain} spans more than +-327 A")
+        parts["coords"].append(xyz.astype("<i2"))
+        zeros = np.zeros((L, 20))
+        prof = [(c.aln_profile, "aln_profile"), (c.struct_profile, "struct_profile")]
+        for p, name in prof:
+            p = zeros if p is None else np.asarray(p, np.float64)
+            parts[name].append(np.rint(p * 10000).astype("<u2"))
+        pp = np.zeros((L, 2)) if c.phi_psi is None else np.asarray(c.phi_psi)
+        parts["phi_psi"].append(np.rint(pp * 1000).astype("<i2"))
+        for v, name in ((c.accessibility, "accessibility"), (c.depth, "depth")):
+            parts[name].append(np.zeros(L, "<u2") if v is None else np.asarray(v, "<u2"))
+        if len(c.dssp) != L:
+            raise ValueError(f"chain {c.pdb_id} {c.chain}: DSSP string length != sequence")
+        parts["dssp"].append(np.frombuffer(c.dssp.encode("ascii"), np.uint8))
+    n_res = offset
+    body = [_U64.pack(n_res), b"".join(seq)]
+    for name, dt, trail in RESIDUE_ARRAYS:
+        arr = np.concatenate(parts[name]) if parts[name] else np.zeros((0,) + trail, dt)
+        body.append(_U64.pack(n_res) + np.ascontiguousarray(arr, dtype=dt).tobytes())
+    return header + b"".join(table) + b"".join(body)
+
+
+def write_structure_db(path: str | os.PathLike, chains: list[DBChain]) -> Path:
+    """Write ``chains`` as a ``structure_db.dat`` at ``path`` (atomically)."""
+    from foldlite.fileio import write_bytes
+
+    write_bytes(path, encode_structure_db(chains))
+    return Path(path)

@@ -125,11 +125,9 @@ class FoldliteModel(hk.Module):
             return i + 1, jax.tree_util.tree_map(jax.lax.stop_gradient, new_prev)
 
         static = isinstance(num_recycles, (int, np.integer))
-        if hk.running_init():
-            # connect every module once; the loop below cannot create parameters
-            _, prev = body((jnp.int32(0), prev))
-            prev = jax.tree_util.tree_map(jnp.zeros_like, prev)
-        elif not static or num_recycles > 0:
+        # At init the final pass below creates every parameter (hk.while_loop cannot), so the
+        # recycling loop is skipped; the parameters do not depend on the number of passes.
+        if not hk.running_init() and (not static or num_recycles > 0):
             _, prev = hk.while_loop(lambda c: c[0] < num_recycles, body,
                                     (jnp.int32(0), prev))
         out, _ = one_pass(features, prev, is_training, chunk)

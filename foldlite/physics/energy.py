@@ -148,31 +148,46 @@ def pair_distances(x: jax.Array, nbr_idx: jax.Array) -> tuple[jax.Array, jax.Arr
     return d, valid
 
 
-def contact_distance(radius: jax.Array, polar: jax.Array, nbr_idx: jax.Array, tolerance: float,
-                     hbond_distance: float) -> jax.Array:
-    """Closest allowed distance of each listed pair [A,K].
+def contact_distance(radius: jax.Array, polar: jax.Array, nbr_idx: jax.Array,
+                     nbr_special: jax.Array, *, hbond_contact: float = 2.7,
+                     one_five_reduction: float = 0.5) -> jax.Array:
+    """Van der Waals contact distance of each listed pair [A,K] (Angstrom).
 
-    ``radius_i + radius_j - tolerance``; for two polar atoms (N/O, able to hydrogen bond)
-    at most ``hbond_distance``.
+    ``radius_i + radius_j``, less ``one_five_reduction`` for pairs four bonds apart
+    (``nbr_special``: their distance follows a torsion, and without hydrogens, e.g. O(i)..C(i+1),
+    they sit inside the heavy-atom contact distance in well-refined structures); two polar atoms
+    (N/O, able to hydrogen bond) may come as close as ``hbond_contact``.
     """
     rj = _take(radius, nbr_idx)
     pj = _take(polar, nbr_idx)
-    lb = radius[:, None] + rj - tolerance
+    contact = radius[:, None] + rj - one_five_reduction * nbr_special
     both_polar = (polar[:, None] > 0) & (pj > 0)
-    return jnp.where(both_polar, jnp.minimum(lb, hbond_distance), lb)
+    return jnp.where(both_polar, jnp.minimum(contact, hbond_contact), contact)
 
 
-def repulsion_energy(x: jax.Array, nbr_idx: jax.Array, radius: jax.Array, polar: jax.Array, *,
-                     tolerance: float = 0.3, hbond_distance: float = 2.6) -> jax.Array:
-    """Soft repulsion ``sum(relu(lower_bound - d)^2)`` (Angstrom^2) over listed pairs.
-
-    x [A,3]; nbr_idx [A,K] (non-bonded pairs only: exclusions are applied when the list is built);
-    radius [A] van der Waals radii; polar [A] 1 for N/O.
-    """
+def pair_overlaps(x: jax.Array, nbr_idx: jax.Array, nbr_special: jax.Array, radius: jax.Array,
+                  polar: jax.Array, *, hbond_contact: float = 2.7,
+                  one_five_reduction: float = 0.5) -> tuple[jax.Array, jax.Array]:
+    """Overlap ``contact - d`` of listed pairs [A,K] (positive = closer than contact) and validity."""
     d, valid = pair_distances(x, nbr_idx)
-    lb = contact_distance(radius, polar, nbr_idx, tolerance, hbond_distance)
-    over = jnp.where(valid, jax.nn.relu(lb - d), 0.0)
-    return jnp.sum(over * over)
+    contact = contact_distance(radius, polar, nbr_idx, nbr_special, hbond_contact=hbond_contact,
+                               one_five_reduction=one_five_reduction)
+    return contact - d, valid
+
+
+def repulsion_energy(x: jax.Array, nbr_idx: jax.Array, nbr_special: jax.Array, radius: jax.Array,
+                     polar: jax.Array, *, tolerance: float = 0.2, hbond_contact: float = 2.7,
+                     one_five_reduction: float = 0.5) -> jax.Array:
+    """Soft repulsion ``sum(relu(overlap - tolerance)^2)`` (Angstrom^2) over listed pairs.
+
+    x [A,3]; nbr_idx [A,K] non-bonded pairs (exclusions applied when the list was built);
+    nbr_special [A,K] 1-5 pairs; radius [A] van der Waals radii; polar [A] 1 for N/O. See
+    ``contact_distance``.
+    """
+    over, valid = pair_overlaps(x, nbr_idx, nbr_special, radius, polar,
+                                hbond_contact=hbond_contact, one_five_reduction=one_five_reduction)
+    v = jnp.where(valid, jax.nn.relu(over - tolerance), 0.0)
+    return jnp.sum(v * v)
 
 
 def _switch(t: jax.Array) -> jax.Array:
@@ -240,7 +255,8 @@ class EnergyWeights:
       hbond: per backbone hydrogen bond (0 turns the term off).
       restraint: multiplier of the per-atom restraint weights.
       clash_tolerance: overlap allowed before repulsion starts (Angstrom).
-      hbond_distance: closest approach of two polar atoms (N/O) before repulsion starts.
+      hbond_contact: contact distance of two polar atoms (N/O), which may hydrogen bond.
+      one_five_reduction: contact distance reduction for pairs four bonds apart.
       restraint_flat_bottom: free radius of the restraint (Angstrom; 0 = harmonic).
     """
 
@@ -252,8 +268,9 @@ class EnergyWeights:
     attraction: float = 0.0
     hbond: float = 0.0
     restraint: float = 1.0
-    clash_tolerance: float = 0.3
-    hbond_distance: float = 2.6
+    clash_tolerance: float = 0.2
+    hbond_contact: float = 2.7
+    one_five_reduction: float = 0.5
     attraction_width: float = 1.5
     restraint_flat_bottom: float = 0.0
 
@@ -261,13 +278,14 @@ class EnergyWeights:
 TERMS = ("bond", "angle", "omega", "chirality", "repulsion", "attraction", "hbond", "restraint")
 
 
-def energy_terms(x: jax.Array, topo, nbr_idx: jax.Array, weights: EnergyWeights
-                 ) -> dict[str, jax.Array]:
+def energy_terms(x: jax.Array, topo, nbr, weights: EnergyWeights) -> dict[str, jax.Array]:
     """Each weighted term of the total energy as a scalar.
 
-    x [A,3]; topo a ``foldlite.physics.topology.Topology``; nbr_idx [A,K] from a neighbour list
-    built with ``topo.exclusions``.
+    x [A,3]; topo a ``foldlite.physics.topology.Topology``; nbr a
+    ``foldlite.physics.neighbors.NeighborList`` built with ``topo.exclusions`` and
+    ``topo.one_five``.
     """
+    nbr_idx = nbr.idx
     t = topo
     out = {
         "bond": weights.bond * bond_energy(x, t.bonds, t.bond_ideal, t.bond_sd, t.bond_mask),
@@ -278,8 +296,8 @@ def energy_terms(x: jax.Array, topo, nbr_idx: jax.Array, weights: EnergyWeights
         "chirality": weights.chirality * chirality_energy(x, t.chirals, t.chiral_ideal,
                                                           t.chiral_sd, t.chiral_mask),
         "repulsion": weights.repulsion * repulsion_energy(
-            x, nbr_idx, t.radius, t.polar, tolerance=weights.clash_tolerance,
-            hbond_distance=weights.hbond_distance),
+            x, nbr_idx, nbr.special, t.radius, t.polar, tolerance=weights.clash_tolerance,
+            hbond_contact=weights.hbond_contact, one_five_reduction=weights.one_five_reduction),
         "restraint": weights.restraint * restraint_energy(
             x, t.reference, t.restraint_weight, flat_bottom=weights.restraint_flat_bottom),
     }
@@ -291,6 +309,6 @@ def energy_terms(x: jax.Array, topo, nbr_idx: jax.Array, weights: EnergyWeights
     return {k: out[k] for k in TERMS}
 
 
-def total_energy(x: jax.Array, topo, nbr_idx: jax.Array, weights: EnergyWeights) -> jax.Array:
+def total_energy(x: jax.Array, topo, nbr, weights: EnergyWeights) -> jax.Array:
     """Sum of ``energy_terms``."""
-    return sum(energy_terms(x, topo, nbr_idx, weights).values())
+    return sum(energy_terms(x, topo, nbr, weights).values())

@@ -41,12 +41,15 @@ class NeighborList:
       idx: int32 [A, K]: neighbours ``j > i`` of atom ``i`` within ``cutoff``; ``A`` (one past the
         last atom) marks an empty slot.
       count: int32 [A]: number of filled slots per atom (may exceed ``K`` when ``overflow``).
+      special: bool [A, K]: the pair is listed in the ``special`` table of the build (e.g. 1-5
+        pairs, which get a shorter contact distance).
       reference: float32 [A, 3]: positions at the build (for the rebuild test).
       overflow: bool []: the list is incomplete; rebuild with larger capacities.
     """
 
     idx: jax.Array
     count: jax.Array
+    special: jax.Array
     reference: jax.Array
     overflow: jax.Array
 
@@ -82,7 +85,8 @@ def _linear(c: jax.Array, dims: jax.Array) -> jax.Array:
 
 
 @partial(jax.jit, static_argnames=("cutoff", "capacity", "cell_capacity"))
-def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array, *, cutoff: float,
+def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array,
+                        special: jax.Array | None = None, *, cutoff: float,
                         capacity: int = 32, cell_capacity: int = 16) -> NeighborList:
     """Build a half neighbour list with a sorted cell grid.
 
@@ -91,6 +95,8 @@ def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array, *,
       mask: [A] 1 for real atoms, 0 for padding (padding never appears in the list).
       exclusions: int32 [A, E] atoms that must not be paired with atom ``i`` (e.g. bonded
         neighbours), padded with -1 (or any index outside ``[0, A)``). May have ``E = 0``.
+      special: int32 [A, F] or None: partners whose pairs are flagged in ``NeighborList.special``
+        (same padding convention). Both tables must be symmetric.
       cutoff: distance cutoff (Angstrom); also the cell edge.
       capacity: K, neighbours kept per atom.
       cell_capacity: M, atoms read per cell.
@@ -131,8 +137,12 @@ def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array, *,
     pos = jnp.where(ok, pos, capacity)                                        # drop non-pairs
     rows = jnp.broadcast_to(i, pos.shape)
     idx = jnp.full((a, capacity), a, jnp.int32).at[rows, pos].set(j.astype(jnp.int32), mode="drop")
+    if special is not None and special.shape[-1] > 0:
+        flag = jnp.any(idx[:, :, None] == special[:, None, :], axis=-1)
+    else:
+        flag = jnp.zeros(idx.shape, bool)
     overflow = cell_over | jnp.any(count > capacity) | too_large
-    return NeighborList(idx=idx, count=count, reference=x, overflow=overflow)
+    return NeighborList(idx=idx, count=count, special=flag, reference=x, overflow=overflow)
 
 
 def needs_rebuild(nl: NeighborList, x: jax.Array, mask: jax.Array, skin: float) -> jax.Array:

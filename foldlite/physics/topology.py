@@ -16,6 +16,8 @@ bonded terms get index tables built from the covalent graph of each residue type
                   with (CA, OG1, CG2). Ideal signed volumes from ideal L-residue geometry.
   exclusions [A,E] atoms within three bonds of each atom (1-2, 1-3, 1-4 pairs), for the
                   neighbour list of the non-bonded terms.
+  one_five [A,F]  atoms exactly four bonds away (1-5 pairs), which get a shorter contact
+                  distance in the non-bonded terms.
 
 Ideal values (``ideal_geometry``): the chemistry tables of ``foldlite.constants`` where they
 provide bond and angle statistics; otherwise they are derived here from Biopython's
@@ -26,8 +28,10 @@ follow Engh & Huber (1991, Acta Cryst. A47, 392-400) in magnitude: 0.02 A for bo
 the peptide C-N bond), and the survey standard deviation of each angle from ``hedra_defaults``
 clipped to [1.5, 3.0] degrees (2.0 degrees where the survey gives none).
 
-Chain linkage: residues ``i`` and ``i+1`` are linked by a peptide bond when their residue numbers
-are consecutive (or equal with different insertion codes) and C(i)-N(i+1) is shorter than
+Chain linkage: residues ``i`` and ``i+1`` (next in the chain's order) are linked by a peptide
+bond when C(i)-N(i+1) is shorter than 2.0 A whatever their numbers (crystal structures number
+around insertions and deletions, e.g. chymotrypsin numbering), or when their residue numbers are
+consecutive (or equal with different insertion codes) and C(i)-N(i+1) is shorter than
 ``max_peptide_bond`` (a model's stretched bond is still a bond; a gap in a crystal structure is
 not).
 """
@@ -91,6 +95,8 @@ DISULFIDE_BOND = (2.04, 0.02)
 DISULFIDE_ANGLE = (math.radians(104.0), math.radians(2.5))
 DISULFIDE_MAX = 2.5
 
+#: C(i)-N(i+1) shorter than this is a peptide bond whatever the residue numbers.
+BONDED_C_N = 2.0
 BOND_SD = 0.02
 PEPTIDE_BOND_SD = 0.014
 ANGLE_SD_RANGE = (math.radians(1.5), math.radians(3.0))
@@ -284,7 +290,8 @@ class Topology:
 
     Atoms [A]: ``atom_mask``, ``radius`` (van der Waals, A), ``polar`` (N/O), ``donor`` (backbone
     N), ``acceptor`` (backbone O), ``residue`` (chain position), ``reference`` [A,3] (restraint
-    target), ``restraint_weight`` [A] (per A^2), ``exclusions`` [A,E] (-1 padded).
+    target), ``restraint_weight`` [A] (per A^2), ``exclusions`` [A,E] (1-2, 1-3, 1-4 partners)
+    and ``one_five`` [A,F] (1-5 partners), both -1 padded.
     Bonded tables (index rows of padding point at atom 0 and have mask 0): ``bonds`` [B,2],
     ``angles`` [T,3], ``omegas`` [P,4], ``chirals`` [Q,4] with ideal values, sds and masks.
     """
@@ -298,6 +305,7 @@ class Topology:
     reference: np.ndarray
     restraint_weight: np.ndarray
     exclusions: np.ndarray
+    one_five: np.ndarray
     bonds: np.ndarray
     bond_ideal: np.ndarray
     bond_sd: np.ndarray
@@ -388,7 +396,7 @@ def chain_links(positions: np.ndarray, mask: np.ndarray, residue_index: np.ndarr
         consecutive |= (step == 0) & (np.char.strip(ic[1:]) != np.char.strip(ic[:-1]))
     d = np.linalg.norm(positions[1:, n] - positions[:-1, c], axis=-1)
     present = (mask[:-1, c] > 0) & (mask[1:, n] > 0)
-    return consecutive & present & (d < max_peptide_bond)
+    return present & ((consecutive & (d < max_peptide_bond)) | (d < BONDED_C_N))
 
 
 def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
@@ -542,12 +550,13 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
                 chirals.append(quad)
                 q_ideal.append(geo.chiral[(rn, c, a, b, d)])
 
-    # Exclusions: atoms within three bonds.
+    # Exclusions: atoms within three bonds; 1-5 pairs: exactly four bonds.
     excl: list[list[int]] = []
+    five: list[list[int]] = []
     for f in range(n_atoms):
         seen = {f}
         frontier = [f]
-        for _ in range(3):
+        for depth in range(4):
             nxt = []
             for u in frontier:
                 for w_ in adjacency[u]:
@@ -555,8 +564,11 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
                         seen.add(w_)
                         nxt.append(w_)
             frontier = nxt
-        seen.discard(f)
-        excl.append(sorted(seen))
+            if depth == 2:
+                within3 = set(seen)
+        within3.discard(f)
+        excl.append(sorted(within3))
+        five.append(sorted(frontier))
 
     # Per-atom properties.
     elements = np.array([rc.atom_types[k][0] for k in a37]) if n_atoms else np.zeros(0, str)
@@ -575,6 +587,8 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
     Q = bucket_size(len(chirals), 32) if pad else max(len(chirals), 1)
     E = max((len(e) for e in excl), default=0)
     E = int(math.ceil(max(E, 1) / 8) * 8) if pad else max(E, 1)
+    F = max((len(e) for e in five), default=0)
+    F = int(math.ceil(max(F, 1) / 8) * 8) if pad else max(F, 1)
 
     def padded(rows, width, n, dtype=np.int32, fill=0):
         out = np.full((n, width) if width else (n,), fill, dtype)
@@ -595,6 +609,9 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
     ex = np.full((A, E), -1, np.int32)
     for f, e in enumerate(excl):
         ex[f, : len(e)] = e
+    f5 = np.full((A, F), -1, np.int32)
+    for f, e in enumerate(five):
+        f5[f, : len(e)] = e
     atom_mask = msk(n_atoms, A)
     topo = Topology(
         atom_mask=atom_mask,
@@ -606,6 +623,7 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
         reference=padded(ref, 3, A, np.float32, 0.0),
         restraint_weight=vec(weight, A),
         exclusions=ex,
+        one_five=f5,
         bonds=padded(bonds, 2, B),
         bond_ideal=vec(b_ideal, B, 1.0),
         bond_sd=vec(b_sd, B, 1.0),

@@ -200,7 +200,8 @@ def make_targets(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.ndar
     atom14_alt = jnp.take_along_axis(atom14, perm[..., None], axis=1)
     atom14_ambiguous = jnp.asarray(ATOM14_AMBIGUOUS)[aatype] * atom14_mask
 
-    sin_cos, torsion_mask, alt_sin_cos = tors.torsion_angles(atom37, atom37_mask, aatype)
+    sin_cos, torsion_mask, alt_sin_cos = tors.torsion_angles(atom37, atom37_mask, aatype,
+                                                             residue_index)
     torsion_mask = jnp.asarray(torsion_mask, jnp.float32) * residue_mask[:, None]
     # Absent torsions become (sin, cos) = (0, 1), so nothing built from them is degenerate.
     unit = jnp.asarray([0.0, 1.0], jnp.float32)
@@ -216,7 +217,7 @@ def make_targets(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.ndar
         bb_mask[:, None],
         jnp.zeros_like(bb_mask)[:, None].repeat(2, axis=1),   # pre-omega and phi groups: no atoms
         torsion_mask[:, 2:3] * bb_mask[:, None],              # psi group (O)
-        torsion_mask[:, 3:7] * bb_mask[:, None],              # chi1..chi4
+        jnp.cumprod(torsion_mask[:, 3:7], axis=1) * bb_mask[:, None],  # chi_k needs chi_1..k
     ], axis=1)
     if dssp3 is None:
         dssp3 = -jnp.ones_like(aatype)

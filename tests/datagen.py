@@ -1,0 +1,73 @@
+"""Synthetic chains for the data tests (foldlite.data): ideal backbones built from phi/psi."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from foldlite import constants as rc
+
+# Engh & Huber (1991) backbone bond lengths (A) and angles (degrees).
+N_CA, CA_C, C_N, C_O = 1.458, 1.525, 1.329, 1.231
+ANG_N_CA_C, ANG_CA_C_N, ANG_C_N_CA, ANG_CA_C_O = 111.2, 116.2, 121.7, 120.5
+
+
+def place(a: np.ndarray, b: np.ndarray, c: np.ndarray, bond: float, angle: float,
+          torsion: float) -> np.ndarray:
+    """Atom d with |cd| = bond, angle(b, c, d) = angle, dihedral(a, b, c, d) = torsion (deg)."""
+    angle, torsion = np.deg2rad(angle), np.deg2rad(torsion)
+    bc = c - b
+    bc /= np.linalg.norm(bc)
+    n = np.cross(b - a, bc)
+    n /= np.linalg.norm(n)
+    m = np.cross(n, bc)
+    d2 = np.array([-bond * np.cos(angle), bond * np.sin(angle) * np.cos(torsion),
+                   bond * np.sin(angle) * np.sin(torsion)])
+    return c + d2[0] * bc + d2[1] * m + d2[2] * n
+
+
+def ideal_backbone(phi: np.ndarray, psi: np.ndarray, omega: float = 180.0,
+                   origin: np.ndarray | None = None) -> np.ndarray:
+    """[L, 4, 3] N, CA, C, O from torsions (degrees)."""
+    L = len(phi)
+    bb = np.zeros((L, 4, 3))
+    bb[0, 0] = [0.0, 0.0, 0.0]
+    bb[0, 1] = [N_CA, 0.0, 0.0]
+    ang = np.deg2rad(180.0 - ANG_N_CA_C)
+    bb[0, 2] = bb[0, 1] + CA_C * np.array([np.cos(ang), np.sin(ang), 0.0])
+    for i in range(L - 1):
+        bb[i + 1, 0] = place(bb[i, 0], bb[i, 1], bb[i, 2], C_N, ANG_CA_C_N, psi[i])
+        bb[i + 1, 1] = place(bb[i, 1], bb[i, 2], bb[i + 1, 0], N_CA, ANG_C_N_CA, omega)
+        bb[i + 1, 2] = place(bb[i, 2], bb[i + 1, 0], bb[i + 1, 1], CA_C, ANG_N_CA_C, phi[i + 1])
+    for i in range(L):
+        bb[i, 3] = place(bb[i, 0], bb[i, 1], bb[i, 2], C_O, ANG_CA_C_O, psi[i] + 180.0)
+    if origin is not None:
+        bb += origin
+    return bb
+
+
+def random_backbone(L: int, rng: np.random.Generator, origin=None) -> np.ndarray:
+    """A compact-ish random backbone: helix and strand torsions in random segments."""
+    phi = np.empty(L)
+    psi = np.empty(L)
+    i = 0
+    while i < L:
+        n = int(rng.integers(4, 12))
+        if rng.random() < 0.5:
+            phi[i:i + n], psi[i:i + n] = -57.0, -47.0
+        else:
+            phi[i:i + n], psi[i:i + n] = -120.0, 130.0
+        i += n
+    phi += rng.normal(0, 5, L)
+    psi += rng.normal(0, 5, L)
+    return ideal_backbone(phi, psi, origin=origin)
+
+
+def random_sequence(L: int, rng: np.random.Generator) -> str:
+    return "".join(rng.choice(list(rc.restypes), L))
+
+
+def mutate(seq: str, fraction: float, rng: np.random.Generator) -> str:
+    s = list(seq)
+    for i in rng.choice(len(s), int(round(fraction * len(s))), replace=False):
+        s[i] = rc.restypes[int(rng.integers(20))]
+    return "".join(s)
