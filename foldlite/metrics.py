@@ -236,7 +236,7 @@ def lddt(pred_pos: np.ndarray, true_pos: np.ndarray, true_mask: np.ndarray | Non
     n_res = pred.shape[0]
     atoms_shape = pred.shape[:-1]
     y, tw = _points_and_weights(true, true_mask, "true")
-    pm = np.ones(atoms_shape) if pred_mask is None else np.asarray(pred_mask, np.float64)
+    pm = (tw.reshape(atoms_shape) > 0) if pred_mask is None else pred_mask
     x, pw = _points_and_weights(pred, pm, "pred")
     res_id = np.broadcast_to(np.arange(n_res).reshape((n_res,) + (1,) * (pred.ndim - 2)),
                              atoms_shape).reshape(-1)
@@ -530,8 +530,8 @@ def gdt(pred: np.ndarray, true: np.ndarray, mask: np.ndarray | None = None,
     best = np.zeros(len(cut2))
     for seed_cutoff, refine_cutoff in searches:
         for d2, _, _ in _candidate_superpositions(xc, yc, seed_cutoff, refine_cutoff):
-            counts = np.sum(d2[:, :, None] < cut2, axis=1)
-            best = np.maximum(best, counts.max(0))
+            for k, c2 in enumerate(cut2):
+                best[k] = max(best[k], np.count_nonzero(d2 < c2, axis=1).max())
     return best / length
 
 

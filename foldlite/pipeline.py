@@ -240,8 +240,8 @@ def init_params(config: Any = "tiny", seed: int = 0) -> tuple[Any, Any]:
 
     cfg = load_model_config(config) if isinstance(config, (str, os.PathLike)) else config
     feats = make_features(np.arange(16, dtype=np.int32) % 20)
-    params = make_model(cfg).init(jax.random.PRNGKey(seed), feats, num_recycles=0,
-                                  is_training=False)
+    init = jax.jit(lambda rng, f: make_model(cfg).init(rng, f, num_recycles=0, is_training=False))
+    params = jax.tree_util.tree_map(np.asarray, init(jax.random.PRNGKey(seed), feats))
     return params, cfg
 
 

@@ -179,11 +179,20 @@ def test_violations_detect_broken_geometry(chain):
     a14[12:] += np.array([1.0, 0.0, 0.0], np.float32)  # stretch the bond between 11 and 12
     v = L.backbone_violations(jnp.asarray(a14), t.atom14_mask, t)
     # one broken pair of 23: the mean is about (shift - tolerance) / 23
-    assert float(v["bond"]) > 0.01 and float(v["ca_ca"]) > 0.01 and float(v["angle"]) > 0.001
+    assert float(v["bond"]) > 0.01 and float(v["ca_ca"]) > 0.01
+    # bend CA(11)-C(11)-N(12) to 60 degrees, keeping the C-N bond length
+    c14 = np.array(t.atom14)
+    ca, c = c14[11, 1], c14[11, 2]
+    u = (ca - c) / np.linalg.norm(ca - c)
+    w = np.cross(u, [0.0, 0.0, 1.0])
+    w /= np.linalg.norm(w)
+    c14[12, 0] = c + 1.329 * (np.cos(np.pi / 3) * u + np.sin(np.pi / 3) * w)
+    v = L.backbone_violations(jnp.asarray(c14), t.atom14_mask, t)
+    assert float(v["angle"]) > 0.01 and float(v["bond"]) < 1e-3
     b14 = np.array(t.atom14)
     b14[20] = b14[5] + 0.5  # residue 20 on top of residue 5
     clash, count = L.clash_loss(jnp.asarray(b14), t.atom14_mask, t)
-    assert float(clash) > 0.1 and float(count) > 10
+    assert float(clash) > 0.01 and float(count) > 10
 
 
 def test_symmetric_atoms_and_pi_periodic_chis(chain):

@@ -546,6 +546,12 @@ def test_lddt_all_atom_against_bruteforce_and_masks():
     np.testing.assert_allclose(metrics.lddt(pred, true_nan, tmask, per_residue=True,
                                             pred_mask=pmask), want_per)
     assert 0.0 < got < 1.0
+    # Atoms absent from the reference are ignored in the prediction too, NaN or not.
+    pred_nan = np.where(tmask[..., None] > 0, pred, np.nan)
+    assert metrics.lddt(pred_nan, true_nan, tmask) == pytest.approx(
+        metrics.lddt(pred, true, tmask))
+    with pytest.raises(ValueError):
+        metrics.lddt(pred_nan, true, np.ones_like(tmask))
     # A missing predicted atom can only lower the score.
     assert metrics.lddt(pred, true, tmask) > got
     # Pairs inside one residue never count: a lone residue has nothing to score.

@@ -9,6 +9,7 @@
 * ``rebuild_from_atom37``: rebuild a structure from its own frames and measured torsions.
 * ``place_sidechains``: keep the backbone atoms, place side chains at given chi angles.
 * ``dihedral`` / ``dihedral_sin_cos``: IUPAC-signed dihedral angles.
+* ``canonicalize_arginine``: rename ARG NH1/NH2 to the IUPAC convention (NH1 cis to CD).
 
 Torsion order (axis -2 of a ``[..., 7, 2]`` array) is omega, phi, psi, chi1, chi2, chi3, chi4;
 each torsion is ``(sin, cos)``. Conventions of the rigid groups are documented in
@@ -41,6 +42,7 @@ __all__ = [
     "rebuild_from_atom37",
     "place_sidechains",
     "atom14_torsion_mask",
+    "canonicalize_arginine",
 ]
 
 TORSION_NAMES: tuple[str, ...] = ("omega", "phi", "psi", "chi1", "chi2", "chi3", "chi4")
@@ -339,3 +341,29 @@ def place_sidechains(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.
     o_built = (1.0 - m37[..., _O]) * fmask
     out_m = out_m.at[..., _O].set(jnp.maximum(m37[..., _O], o_built))
     return out * out_m[..., None], out_m
+
+
+def canonicalize_arginine(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.ndarray
+                          ) -> jnp.ndarray:
+    """Swap ARG NH1/NH2 where NH1 is trans to CD, so that NH1 is cis to CD (IUPAC 1970).
+
+    Some PDB entries name the two guanidinium nitrogens the other way round; the rigid-group
+    geometry (and Bio.PDB.ic_data, whose CD-NE-CZ-NH1 mode is 0 degrees) follows IUPAC, so a
+    structure is canonicalised before its atoms are compared with built ones.
+
+    Args:
+      atom37: [..., L, 37, 3]; atom37_mask: [..., L, 37]; aatype: [..., L].
+    Returns:
+      atom37 [..., L, 37, 3] with the names fixed (the mask is unchanged: both atoms or none).
+    """
+    atom37 = jnp.asarray(atom37, jnp.float32)
+    m37 = jnp.asarray(atom37_mask, jnp.float32)
+    cd, ne, cz, nh1, nh2 = (rc.atom_order[a] for a in ("CD", "NE", "CZ", "NH1", "NH2"))
+    sc = dihedral_sin_cos(atom37[..., cd, :], atom37[..., ne, :], atom37[..., cz, :],
+                          atom37[..., nh1, :])
+    present = m37[..., cd] * m37[..., ne] * m37[..., cz] * m37[..., nh1] * m37[..., nh2]
+    swap = (jnp.asarray(aatype) == rc.restype_order["R"]) & (present > 0) & (sc[..., 1] < 0)
+    x1, x2 = atom37[..., nh1, :], atom37[..., nh2, :]
+    new1 = jnp.where(swap[..., None], x2, x1)
+    new2 = jnp.where(swap[..., None], x1, x2)
+    return atom37.at[..., nh1, :].set(new1).at[..., nh2, :].set(new2)

@@ -19,14 +19,13 @@ bonded terms get index tables built from the covalent graph of each residue type
   one_five [A,F]  atoms exactly four bonds away (1-5 pairs), which get a shorter contact
                   distance in the non-bonded terms.
 
-Ideal values (``ideal_geometry``): the chemistry tables of ``foldlite.constants`` where they
-provide bond and angle statistics; otherwise they are derived here from Biopython's
-``Bio.PDB.ic_data.hedra_defaults`` (bond lengths and angles averaged over high-resolution PDB
-structures, per residue type), by building ideal tripeptides with Bio.PDB's internal-coordinate
-builder and measuring every bond, angle and chiral volume of the built atoms. Standard deviations
-follow Engh & Huber (1991, Acta Cryst. A47, 392-400) in magnitude: 0.02 A for bonds (0.014 A for
-the peptide C-N bond), and the survey standard deviation of each angle from ``hedra_defaults``
-clipped to [1.5, 3.0] degrees (2.0 degrees where the survey gives none).
+Ideal values (``ideal_bond``, ``ideal_angle``, ``ideal_chiral_volume``) come from the chemistry
+tables of ``foldlite.constants``: the backbone (N-CA, CA-C, C=O, CA-CB and the angles at CA and
+C) and the peptide bond (C-N, CA-C-N, O-C-N, C-N-CA, with their glycine and proline exceptions)
+take the means and standard deviations of Engh & Huber (1991, Acta Cryst. A47, 392-400); side
+chains take ``constants.ideal_bond_length`` / ``ideal_bond_angle`` (Bio.PDB.ic_data survey means
+and sds of refined structures); the C-terminal carboxylate takes the ic_data (CA, C, OXT) hedron.
+Chiral volumes are measured on ``constants.restype_atom14_ideal_coords``.
 
 Chain linkage: residues ``i`` and ``i+1`` (next in the chain's order) are linked by a peptide
 bond when C(i)-N(i+1) is shorter than 2.0 A whatever their numbers (crystal structures number
@@ -41,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import warnings
 
 import jax
 import numpy as np
@@ -49,38 +47,6 @@ import numpy as np
 from foldlite import constants as rc
 from foldlite.errors import InputError
 
-# Covalent bonds between heavy atoms within each residue type (side chain and CA-CB), by name.
-# The backbone N-CA, CA-C, C-O (and C-OXT) are common to all residues.
-BACKBONE_BONDS: tuple[tuple[str, str], ...] = (("N", "CA"), ("CA", "C"), ("C", "O"))
-SIDECHAIN_BONDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "ALA": (("CA", "CB"),),
-    "ARG": (("CA", "CB"), ("CB", "CG"), ("CG", "CD"), ("CD", "NE"), ("NE", "CZ"), ("CZ", "NH1"),
-            ("CZ", "NH2")),
-    "ASN": (("CA", "CB"), ("CB", "CG"), ("CG", "OD1"), ("CG", "ND2")),
-    "ASP": (("CA", "CB"), ("CB", "CG"), ("CG", "OD1"), ("CG", "OD2")),
-    "CYS": (("CA", "CB"), ("CB", "SG")),
-    "GLN": (("CA", "CB"), ("CB", "CG"), ("CG", "CD"), ("CD", "OE1"), ("CD", "NE2")),
-    "GLU": (("CA", "CB"), ("CB", "CG"), ("CG", "CD"), ("CD", "OE1"), ("CD", "OE2")),
-    "GLY": (),
-    "HIS": (("CA", "CB"), ("CB", "CG"), ("CG", "ND1"), ("CG", "CD2"), ("ND1", "CE1"),
-            ("CD2", "NE2"), ("CE1", "NE2")),
-    "ILE": (("CA", "CB"), ("CB", "CG1"), ("CB", "CG2"), ("CG1", "CD1")),
-    "LEU": (("CA", "CB"), ("CB", "CG"), ("CG", "CD1"), ("CG", "CD2")),
-    "LYS": (("CA", "CB"), ("CB", "CG"), ("CG", "CD"), ("CD", "CE"), ("CE", "NZ")),
-    "MET": (("CA", "CB"), ("CB", "CG"), ("CG", "SD"), ("SD", "CE")),
-    "PHE": (("CA", "CB"), ("CB", "CG"), ("CG", "CD1"), ("CG", "CD2"), ("CD1", "CE1"),
-            ("CD2", "CE2"), ("CE1", "CZ"), ("CE2", "CZ")),
-    "PRO": (("CA", "CB"), ("CB", "CG"), ("CG", "CD"), ("CD", "N")),
-    "SER": (("CA", "CB"), ("CB", "OG")),
-    "THR": (("CA", "CB"), ("CB", "OG1"), ("CB", "CG2")),
-    "TRP": (("CA", "CB"), ("CB", "CG"), ("CG", "CD1"), ("CG", "CD2"), ("CD1", "NE1"),
-            ("NE1", "CE2"), ("CD2", "CE2"), ("CE2", "CZ2"), ("CZ2", "CH2"), ("CH2", "CZ3"),
-            ("CZ3", "CE3"), ("CE3", "CD2")),
-    "TYR": (("CA", "CB"), ("CB", "CG"), ("CG", "CD1"), ("CG", "CD2"), ("CD1", "CE1"),
-            ("CD2", "CE2"), ("CE1", "CZ"), ("CE2", "CZ"), ("CZ", "OH")),
-    "VAL": (("CA", "CB"), ("CB", "CG1"), ("CB", "CG2")),
-    "UNK": (),
-}
 #: Chiral centres (centre, a, b, c) per residue type; the sign of the ideal volume is that of
 #: the L-amino acid (and of the natural 2S,3S Ile / 2S,3R Thr).
 CHIRAL_CENTRES: dict[str, tuple[tuple[str, str, str, str], ...]] = {
@@ -97,186 +63,94 @@ DISULFIDE_MAX = 2.5
 
 #: C(i)-N(i+1) shorter than this is a peptide bond whatever the residue numbers.
 BONDED_C_N = 2.0
-BOND_SD = 0.02
-PEPTIDE_BOND_SD = 0.014
-ANGLE_SD_RANGE = (math.radians(1.5), math.radians(3.0))
-ANGLE_SD_DEFAULT = math.radians(2.0)
 OMEGA_SD = math.radians(5.0)
 CHIRAL_SD = 0.2
 
 
 def residue_bonds(resname: str) -> tuple[tuple[str, str], ...]:
-    """Intra-residue heavy-atom bonds (names) of a residue type, without OXT."""
-    return BACKBONE_BONDS + SIDECHAIN_BONDS[resname]
+    """Intra-residue heavy-atom bonds (names) of a residue type, without OXT
+    (``foldlite.constants.residue_bonds``)."""
+    return tuple(rc.residue_bonds[resname])
 
 
 # ---------------------------------------------------------------------------------------------
 # Ideal geometry
 # ---------------------------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class IdealGeometry:
-    """Ideal values keyed by residue name and atom names.
+#: Backbone bonds and angles that take Engh & Huber (1991) means and sds (``rc.engh_huber``).
+_EH_BONDS = (("N", "CA"), ("CA", "C"), ("C", "O"), ("CA", "CB"))
+_EH_ANGLES = (("N", "CA", "C"), ("CA", "C", "O"), ("N", "CA", "CB"), ("CB", "CA", "C"))
 
-    Names of neighbouring residues' atoms carry a prefix: ``-C`` (previous C), ``+N``, ``+CA``
-    (next residue). Keys are canonical: bonds sorted, angles with ``a <= c``.
 
-    bonds:  {(resname, a, b): (length A, sd A)}
-    angles: {(resname, a, b, c): (angle rad, sd rad)} (vertex b)
-    chiral: {(resname, centre, a, b, c): volume A^3}
-    source: where the numbers come from.
+def _eh(key: tuple[str, ...], resname: str, degrees: bool) -> tuple[float, float]:
+    m, s = rc.engh_huber(key, resname if resname != "UNK" else "X")
+    return (math.radians(m), math.radians(s)) if degrees else (m, s)
+
+
+def ideal_bond(resname: str, a: str, b: str, next_resname: str | None = None
+               ) -> tuple[float, float]:
+    """(mean A, sd A) of a bond; ``+N`` names the next residue's N (peptide bond)."""
+    if {a, b} == {"C", "+N"}:
+        return tuple(rc.peptide_geometry(resname, next_resname or "GLY")["c_n"])
+    if {a, b} == {"C", "OXT"}:
+        return _oxt_geometry(resname)["bond"]
+    if {a, b} == {"SG", "SG'"}:
+        return DISULFIDE_BOND
+    for key in _EH_BONDS:
+        if {a, b} == set(key):
+            return _eh(key, resname, False)
+    return tuple(rc.ideal_bond_length[(resname, a, b)])
+
+
+def ideal_angle(resname: str, a: str, v: str, c: str, prev_resname: str | None = None,
+                next_resname: str | None = None) -> tuple[float, float]:
+    """(mean rad, sd rad) of the angle a-v-c of residue ``resname`` (owner of the vertex).
+
+    ``-C`` names the previous residue's C, ``+N`` the next residue's N.
     """
-
-    bonds: dict
-    angles: dict
-    chiral: dict
-    source: str
-
-    def bond(self, resname: str, a: str, b: str) -> tuple[float, float]:
-        key = (resname,) + tuple(sorted((a, b)))
-        if key in self.bonds:
-            return self.bonds[key]
-        gly = ("GLY",) + key[1:]
-        if resname == "UNK" and gly in self.bonds:
-            return self.bonds[gly]
-        raise KeyError(f"no ideal bond {key}")
-
-    def angle(self, resname: str, a: str, b: str, c: str) -> tuple[float, float]:
-        key = (resname, a, b, c) if a <= c else (resname, c, b, a)
-        if key in self.angles:
-            return self.angles[key]
-        gly = ("GLY",) + key[1:]
-        if resname == "UNK" and gly in self.angles:
-            return self.angles[gly]
-        raise KeyError(f"no ideal angle {key}")
+    ends = {a, c}
+    if v == "C" and "+N" in ends:
+        pep = rc.peptide_geometry(resname, next_resname or "GLY")
+        m, s = pep["ca_c_n"] if "CA" in ends else pep["o_c_n"]
+        return math.radians(m), math.radians(s)
+    if v == "N" and "-C" in ends:
+        if "CA" in ends:
+            m, s = rc.peptide_geometry(prev_resname or "GLY", resname)["c_n_ca"]
+            return math.radians(m), math.radians(s)
+        return tuple(rc.ideal_bond_angle[(resname, "-C", "N", "CD")])
+    if v == "C" and "OXT" in ends:
+        oxt = _oxt_geometry(resname)
+        return oxt["ca_c_oxt"] if "CA" in ends else oxt["o_c_oxt"]
+    if v == "SG" and "SG'" in ends:
+        return DISULFIDE_ANGLE
+    for key in _EH_ANGLES:
+        if v == key[1] and ends == {key[0], key[2]}:
+            return _eh(key, resname, True)
+    return tuple(rc.ideal_bond_angle[(resname, a, v, c)])
 
 
-def _angle_sd_from_survey() -> dict:
-    """{(resname, a, b, c) canonical: sd (rad)} from ``Bio.PDB.ic_data.hedra_defaults``."""
-    from Bio.PDB import ic_data
-
-    out = {}
-    letters = {k: v for k, v in rc.restype_1to3.items()}
-    names = {r: set(rc.residue_atoms[r]) | {"OXT"} for r in rc.residue_atoms}
-    for key, (_, sd) in ic_data.hedra_defaults.items():
-        res = letters.get(key[0])
-        if res is None:
-            continue
-        parts = _split_hedron(key, key[0], names[res])
-        if parts is None:
-            continue
-        parts = tuple("+N" if p == "XN" else ("-C" if p == "XC" else p) for p in parts)
-        a, b, c = parts
-        ck = (res, a, b, c) if a <= c else (res, c, b, a)
-        out[ck] = math.radians(sd) if sd > 0 else ANGLE_SD_DEFAULT
-    return out
+@functools.lru_cache(maxsize=None)
+def _oxt_geometry(resname: str) -> dict:
+    """Carboxy-terminal C-OXT bond and angles: ic_data survey (CA, C, OXT) hedron; O-C-OXT closes
+    the planar carboxylate (360 - CA-C-O - CA-C-OXT)."""
+    name = resname if (resname, "CA", "C", "OXT") in rc.ic_hedra else "ALA"
+    _, _, ang, ang_sd, length, length_sd, _ = rc.ic_hedra[(name, "CA", "C", "OXT")]
+    ca_c_o = ideal_angle(resname, "CA", "C", "O")
+    sd = math.radians(max(ang_sd, 1.5))
+    ca_c_oxt = math.radians(ang)
+    return {"bond": (length, max(length_sd, 0.01)), "ca_c_oxt": (ca_c_oxt, sd),
+            "o_c_oxt": (2 * math.pi - ca_c_o[0] - ca_c_oxt, sd)}
 
 
-def _split_hedron(key: str, letter: str, names: set) -> tuple[str, str, str] | None:
-    """Split e.g. 'ACAACXN' into ('CA', 'C', 'XN') for residue letter 'A'."""
-    def rec(s: str, acc: tuple) -> tuple | None:
-        if not s:
-            return acc if len(acc) == 3 else None
-        if len(acc) == 3:
-            return None
-        for pre, kind in ((letter, ""), ("X", "X")):
-            if s.startswith(pre):
-                rest = s[len(pre):]
-                for n in sorted(names | {"N", "C"}, key=len, reverse=True):
-                    if rest.startswith(n) and (kind == "" or n in ("N", "C", "CA")):
-                        got = rec(rest[len(n):], acc + (kind + n,))
-                        if got is not None:
-                            return got
-        return None
-    return rec(key, ())
-
-
-@functools.lru_cache(maxsize=1)
-def _biopython_ideal_geometry() -> IdealGeometry:
-    """Measure ideal geometry on tripeptides built by Bio.PDB from its PDB-survey defaults."""
-    from Bio.PDB.PICIO import read_PIC_seq
-    from Bio.Seq import Seq
-    from Bio.SeqRecord import SeqRecord
-
-    order = [r for r in rc.restypes]
-    # G X G segments so every residue type has a neighbour on each side (and Pro follows each).
-    seq = "".join(f"G{r}GP" for r in order) + "G"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        structure = read_PIC_seq(SeqRecord(Seq(seq), id="ideal", description="ideal"))
-        structure.internal_to_atom_coordinates()
-    residues = list(next(structure.get_chains()))
-    coords = [{a.get_id(): np.asarray(a.coord, np.float64) for a in r} for r in residues]
-    rnames = [r.get_resname() for r in residues]
-
-    survey_sd = _angle_sd_from_survey()
-    bonds: dict = {}
-    angles: dict = {}
-    chiral: dict = {}
-
-    def dist(p, q):
-        return float(np.linalg.norm(p - q))
-
-    def ang(p, q, r):
-        u, v = p - q, r - q
-        return float(math.atan2(np.linalg.norm(np.cross(u, v)), np.dot(u, v)))
-
-    for i in range(1, len(residues) - 1):
-        res = rnames[i]
-        xyz = dict(coords[i])
-        xyz["-C"] = coords[i - 1]["C"]
-        xyz["+N"] = coords[i + 1]["N"]
-        xyz["+CA"] = coords[i + 1]["CA"]
-        graph = _residue_graph(res, with_neighbours=True)
-        for a, b in graph["bonds"]:
-            if a in xyz and b in xyz:
-                key = (res,) + tuple(sorted((a, b)))
-                sd = PEPTIDE_BOND_SD if {a, b} in ({"C", "+N"}, {"-C", "N"}) else BOND_SD
-                bonds.setdefault(key, (dist(xyz[a], xyz[b]), sd))
-        for a, b, c in graph["angles"]:
-            if a in xyz and b in xyz and c in xyz:
-                key = (res, a, b, c) if a <= c else (res, c, b, a)
-                sd = survey_sd.get(key, ANGLE_SD_DEFAULT)
-                sd = min(max(sd, ANGLE_SD_RANGE[0]), ANGLE_SD_RANGE[1])
-                angles.setdefault(key, (ang(xyz[a], xyz[b], xyz[c]), sd))
-        centres = ((CA_CHIRAL,) if "CB" in xyz else ()) + CHIRAL_CENTRES.get(res, ())
-        for c, a, b, d in centres:
-            v = float(np.dot(xyz[a] - xyz[c], np.cross(xyz[b] - xyz[c], xyz[d] - xyz[c])))
-            chiral.setdefault((res, c, a, b, d), v)
-    # The carboxy terminus: C-OXT like C-O, and its angles by symmetry of the carboxylate.
-    for res in rc.resnames[:-1]:
-        lo, sd = bonds[(res, "C", "O")]
-        bonds[(res, "C", "OXT")] = (lo, sd)
-        a_cao, sd_cao = angles[(res, "CA", "C", "O")]
-        angles[(res, "CA", "C", "OXT")] = (math.radians(117.0), sd_cao)
-        angles[(res, "O", "C", "OXT")] = (2 * math.pi - a_cao - math.radians(117.0), sd_cao)
-    return IdealGeometry(bonds=bonds, angles=angles, chiral=chiral,
-                         source="Bio.PDB.ic_data.hedra_defaults (built and measured)")
-
-
-def _residue_graph(res: str, with_neighbours: bool = False) -> dict:
-    """Bonds and angles (by name) of one residue; with ``-C``, ``+N``, ``+CA`` when asked."""
-    bonds = list(residue_bonds(res))
-    if with_neighbours:
-        bonds += [("-C", "N"), ("C", "+N"), ("+N", "+CA")]
-    adj: dict[str, list[str]] = {}
-    for a, b in bonds:
-        adj.setdefault(a, []).append(b)
-        adj.setdefault(b, []).append(a)
-    angles = []
-    for b, nbrs in adj.items():
-        if b[0] in "+-":
-            continue
-        for x in range(len(nbrs)):
-            for y in range(x + 1, len(nbrs)):
-                angles.append((nbrs[x], b, nbrs[y]))
-    return {"bonds": bonds, "angles": angles}
-
-
-@functools.lru_cache(maxsize=1)
-def ideal_geometry() -> IdealGeometry:
-    """The ideal bond lengths, angles and chiral volumes used by the energy (cached)."""
-    return _biopython_ideal_geometry()
+@functools.lru_cache(maxsize=None)
+def ideal_chiral_volume(resname: str, centre: str, a: str, b: str, c: str) -> float:
+    """Signed volume (A^3) of a chiral centre in the ideal residue (``rc`` ideal coordinates),
+    independent of torsions."""
+    r = rc.resnames.index(resname)
+    names = rc.restype_name_to_atom14_names[resname]
+    xyz = rc.restype_atom14_ideal_coords[r].astype(np.float64)
+    p = {n: xyz[names.index(n)] for n in (centre, a, b, c)}
+    return float(np.dot(p[a] - p[centre], np.cross(p[b] - p[centre], p[c] - p[centre])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,7 +277,7 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
                    residue_index: np.ndarray, *, insertion_code=None,
                    residue_weight: np.ndarray | None = None, restraint_weight: float = 10.0,
                    cis_nonproline: bool = False, max_peptide_bond: float = 4.0,
-                   pad: bool = True, geometry: IdealGeometry | None = None
+                   pad: bool = True
                    ) -> tuple[Topology, AtomLayout]:
     """Build the flat topology of one chain.
 
@@ -418,12 +292,10 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
       max_peptide_bond: longest C(i)-N(i+1) (A) still treated as a bond between consecutive
         residues.
       pad: pad every table to a bucketed size.
-      geometry: ideal values (default ``ideal_geometry()``).
 
     Returns:
       (Topology with numpy arrays, AtomLayout).
     """
-    geo = geometry or ideal_geometry()
     aatype = np.asarray(aatype, np.int64)
     positions = np.asarray(positions, np.float32)
     mask = np.asarray(mask) > 0
@@ -488,14 +360,13 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
         for a, b in residue_bonds(rn):
             u, v = idx(i, a), idx(i, b)
             if u >= 0 and v >= 0:
-                add_bond(u, v, geo.bond(rn, a, b))
+                add_bond(u, v, ideal_bond(rn, a, b))
         u, v = idx(i, "C"), idx(i, "OXT")
         if u >= 0 and v >= 0:
-            add_bond(u, v, geo.bond(rn if rn != "UNK" else "GLY", "C", "OXT"))
+            add_bond(u, v, ideal_bond(rn, "C", "OXT"))
     for i in np.nonzero(linked)[0]:
         i = int(i)
-        add_bond(idx(i, "C"), idx(i + 1, "N"), geo.bond(names[i], "C", "+N")
-                 if names[i] != "UNK" else geo.bond("GLY", "C", "+N"))
+        add_bond(idx(i, "C"), idx(i + 1, "N"), ideal_bond(names[i], "C", "+N", names[i + 1]))
     for p, q in disulfides:
         add_bond(idx(p, "SG"), idx(q, "SG"), DISULFIDE_BOND)
 
@@ -521,8 +392,9 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
                 if la.startswith("?") or lc.startswith("?"):  # disulfide CB-SG-SG'
                     ideal = DISULFIDE_ANGLE
                 else:
-                    rn = names[vr] if names[vr] != "UNK" else "GLY"
-                    ideal = geo.angle(rn, la, vname, lc)
+                    ideal = ideal_angle(names[vr], la, vname, lc,
+                                        names[vr - 1] if vr > 0 else None,
+                                        names[vr + 1] if vr + 1 < L else None)
                 angles.append((a, v, c))
                 t_ideal.append(ideal[0])
                 t_sd.append(ideal[1])
@@ -548,7 +420,7 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
             quad = (idx(i, c), idx(i, a), idx(i, b), idx(i, d))
             if min(quad) >= 0:
                 chirals.append(quad)
-                q_ideal.append(geo.chiral[(rn, c, a, b, d)])
+                q_ideal.append(ideal_chiral_volume(rn, c, a, b, d))
 
     # Exclusions: atoms within three bonds; 1-5 pairs: exactly four bonds.
     excl: list[list[int]] = []
