@@ -238,6 +238,7 @@ def init_params(config: Any = "tiny", seed: int = 0) -> tuple[Any, Any]:
     from foldlite.model import make_model
     from foldlite.model.config import load_model_config
 
+    enable_compilation_cache()
     cfg = load_model_config(config) if isinstance(config, (str, os.PathLike)) else config
     feats = make_features(np.arange(16, dtype=np.int32) % 20)
     init = jax.jit(lambda rng, f: make_model(cfg).init(rng, f, num_recycles=0, is_training=False))
@@ -245,9 +246,17 @@ def init_params(config: Any = "tiny", seed: int = 0) -> tuple[Any, Any]:
     return params, cfg
 
 
+_MODEL_CACHE: dict[tuple, Model] = {}
+_MODEL_CACHE_SIZE = 2
+
+
 def load_model(weights: str | os.PathLike | None = None, *, device: Any = None,
-               chunk_size: int | None = None) -> Model:
+               chunk_size: int | None = None, cache: bool = True) -> Model:
     """Load weights (``save_weights`` format) onto a device.
+
+    The last two models loaded stay in memory (with their compiled executables): loading the
+    same file (same sha256) for the same device and chunk size again returns the same ``Model``
+    unless ``cache=False``.
 
     Args:
       weights: the .npz file; default the shipped model ``foldlite/weights/default.npz``.
@@ -271,15 +280,24 @@ def load_model(weights: str | os.PathLike | None = None, *, device: Any = None,
         if not path.is_file():
             raise InputError(f"{path}: weights file not found")
     enable_compilation_cache()
+    if chunk_size is not None and chunk_size < 0:
+        raise InputError(f"--chunk-size {chunk_size}: must be >= 0 (0 turns chunking off)")
+    dev = device if device is not None and not isinstance(device, str) else select_device(device)
+    digest = fileio.sha256_file(path)
+    key = (str(path.resolve()), digest, str(dev), chunk_size)
+    if cache and key in _MODEL_CACHE:
+        return _MODEL_CACHE[key]
     params, cfg, meta = load_weights(path)
     if chunk_size is not None:
-        if chunk_size < 0:
-            raise InputError(f"--chunk-size {chunk_size}: must be >= 0 (0 turns chunking off)")
         cfg = dataclasses.replace(cfg, chunk_size=int(chunk_size))
-    dev = device if device is not None and not isinstance(device, str) else select_device(device)
     name = str(meta.get("name") or path.stem)
-    return Model(params=jax.device_put(params, dev), config=cfg, meta=meta, name=name,
-                 sha256=fileio.sha256_file(path), path=path.resolve(), device=dev)
+    model = Model(params=jax.device_put(params, dev), config=cfg, meta=meta, name=name,
+                  sha256=digest, path=path.resolve(), device=dev)
+    if cache:
+        while len(_MODEL_CACHE) >= _MODEL_CACHE_SIZE:
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+        _MODEL_CACHE[key] = model
+    return model
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
+from pathlib import Path
+
 import numpy as np
 
 from foldlite import constants as rc
+from foldlite.data.promod3 import DB_MEMBER
 
 # Engh & Huber (1991) backbone bond lengths (A) and angles (degrees).
 N_CA, CA_C, C_N, C_O = 1.458, 1.525, 1.329, 1.231
@@ -71,3 +76,28 @@ def mutate(seq: str, fraction: float, rng: np.random.Generator) -> str:
     for i in rng.choice(len(s), int(round(fraction * len(s))), replace=False):
         s[i] = rc.restypes[int(rng.integers(20))]
     return "".join(s)
+
+
+def _ar(members: list[tuple[str, bytes]]) -> bytes:
+    out = [b"!<arch>\n"]
+    for name, data in members:
+        head = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}".encode() + b"`\n"
+        out.append(head + data + (b"\n" if len(data) % 2 else b""))
+    return b"".join(out)
+
+
+def make_deb(path: Path, db_bytes: bytes | None, member: str = DB_MEMBER) -> Path:
+    """A minimal Debian package (ar archive with data.tar.xz) holding ``db_bytes`` at ``member``."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:xz") as tar:
+        other = b"not the db"
+        ti = tarfile.TarInfo("./usr/share/promod3/loop_data/torsion_sampler.dat")
+        ti.size = len(other)
+        tar.addfile(ti, io.BytesIO(other))
+        if db_bytes is not None:
+            ti = tarfile.TarInfo("./" + member)
+            ti.size = len(db_bytes)
+            tar.addfile(ti, io.BytesIO(db_bytes))
+    path.write_bytes(_ar([("debian-binary", b"2.0\n"), ("control.tar.xz", b"x"),
+                          ("data.tar.xz", buf.getvalue())]))
+    return path

@@ -248,6 +248,7 @@ def test_kmer_clustering_groups_families():
     _check_families(sp.cluster_kmer(seqs), 12)
 
 
+@pytest.mark.slow  # MMseqs2's prefilter has a fixed cost of seconds even for 18 sequences
 @pytest.mark.skipif(not sp.mmseqs_available(), reason="mmseqs (MMseqs2) not on PATH")
 def test_mmseqs_clustering_groups_families():
     seqs = families(np.random.default_rng(6), n_fam=6, per=3)

@@ -172,7 +172,7 @@ def test_cluster_weighting(dset):
 
 def test_filters_and_errors(dset, tmp_path):
     assert len(Loader(dset, config(min_length=40))) == 4
-    assert len(Loader(dset, config(min_length=40, max_length=100))) == 2
+    assert len(Loader(dset, config(min_length=40, max_length=100))) == 3
     with pytest.raises(InputError, match="not in the dataset"):
         Loader(dset, config(), chain_ids=["C0_A", "ZZZ_Z"])
     with pytest.raises(InputError, match="no chain"):

@@ -57,7 +57,15 @@ def _targets(ch, pad=0, idealise=False, backbone_only=False, garbage_seed=None):
     if garbage_seed is not None:  # anything at absent atoms must not matter
         g = np.random.default_rng(garbage_seed).normal(0, 30, atom37.shape).astype(np.float32)
         atom37 = np.where(mask37[..., None] > 0, atom37, g)
-    return L.make_targets(atom37, mask37, aatype, rmask, ridx, dssp3)
+    return _make_targets(atom37, mask37, aatype, rmask, ridx, dssp3)
+
+
+_make_targets = jax.jit(L.make_targets)
+_compute = jax.jit(L.compute_losses, static_argnums=(2, 3))
+
+
+def compute_losses(out, t, weights, config=LossConfig(), clamp_fape=True):
+    return _compute(out, t, weights, config, clamp_fape)
 
 
 def _true_bins(t: L.Targets):
@@ -153,7 +161,7 @@ def test_pseudo_beta_virtual_cb(chain):
 def test_losses_minimal_at_truth(chain):
     t = _targets(chain, idealise=True)
     out = _perfect_output(t)
-    _, terms = L.compute_losses(out, t, ALL_WEIGHTS, LossConfig())
+    _, terms = compute_losses(out, t, ALL_WEIGHTS, LossConfig())
     terms = {k: float(v) for k, v in terms.items()}
     assert terms["fape"] < 2e-3 and terms["fape_final"] < 2e-3
     assert terms["sidechain_fape"] < 2e-3
@@ -207,7 +215,7 @@ def test_symmetric_atoms_and_pi_periodic_chis(chain):
                               atom14=a14, sidechain_frames=groups)
     renamed = np.asarray(L.optimal_renaming(a14, t))
     assert renamed.sum() > 0
-    _, terms = L.compute_losses(alt, t, ALL_WEIGHTS)
+    _, terms = compute_losses(alt, t, ALL_WEIGHTS)
     assert float(terms["sidechain_fape"]) < 2e-3
     assert float(terms["chi"]) < 1e-5
 
@@ -216,7 +224,7 @@ def test_invariant_to_global_transform(chain):
     t = _targets(chain)
     out = _noisy_output(t)
     T = random_rigid(jax.random.PRNGKey(3), (), scale=30.0)
-    fn = jax.jit(lambda o: L.compute_losses(o, t, ALL_WEIGHTS)[1])
+    fn = jax.jit(lambda o: compute_losses(o, t, ALL_WEIGHTS)[1])
     a = fn(out)
     b = fn(_transform_output(out, T))
     for k in a:
@@ -232,7 +240,7 @@ def test_fape_is_not_mirror_invariant(chain):
     tr = out.frames.trans @ mirror
     mirrored = dataclasses.replace(
         out, traj_frames=Rigid(out.traj_frames.rot, jnp.stack([tr] * 3)))
-    _, terms = L.compute_losses(mirrored, t, LossWeights())
+    _, terms = compute_losses(mirrored, t, LossWeights())
     assert float(terms["fape"]) > 0.1
 
 
@@ -242,7 +250,7 @@ def test_gradients_finite(chain, at_truth):
     out = _perfect_output(t) if at_truth else _noisy_output(t)
 
     def loss(o):
-        return L.compute_losses(o, t, ALL_WEIGHTS, clamp_fape=False)[0]
+        return compute_losses(o, t, ALL_WEIGHTS, clamp_fape=False)[0]
     g = jax.jit(jax.grad(loss))(out)
     leaves = jax.tree_util.tree_leaves(g)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
@@ -253,7 +261,7 @@ def test_masks_and_padding_respected(chain):
     """Padding residues and absent atoms (holding garbage) change nothing."""
     t0 = _targets(chain)
     out0 = _noisy_output(t0, seed=1)
-    _, a = L.compute_losses(out0, t0, ALL_WEIGHTS)
+    _, a = compute_losses(out0, t0, ALL_WEIGHTS)
     pad = 5
     t1 = _targets(chain, pad=pad, garbage_seed=7)
     rng = np.random.default_rng(2)
@@ -285,7 +293,7 @@ def test_masks_and_padding_respected(chain):
         plddt_logits=padded(out0.plddt_logits, [0]),
         pae_logits=padded(out0.pae_logits, [0, 1]), ss_logits=padded(out0.ss_logits, [0]),
         single=padded(out0.single, [0]))
-    _, b = L.compute_losses(out1, t1, ALL_WEIGHTS)
+    _, b = compute_losses(out1, t1, ALL_WEIGHTS)
     for k in a:
         np.testing.assert_allclose(float(a[k]), float(b[k]), rtol=1e-4, atol=1e-5, err_msg=k)
 
@@ -298,11 +306,11 @@ def test_backbone_only_data(chain):
     gm = np.asarray(t.group_mask)
     assert gm[:, 0].all() and gm[:, 3].all() and not gm[:, 4:].any()
     out = _noisy_output(t, seed=4)
-    _, a = L.compute_losses(out, t, ALL_WEIGHTS)
+    _, a = compute_losses(out, t, ALL_WEIGHTS)
     assert float(a["chi"]) == 0.0
     assert np.isfinite(float(a["loss"])) and float(a["sidechain_fape"]) > 0
     t2 = _targets(chain, backbone_only=True, garbage_seed=11)
-    _, b = L.compute_losses(out, t2, ALL_WEIGHTS)
+    _, b = compute_losses(out, t2, ALL_WEIGHTS)
     for k in a:
         np.testing.assert_allclose(float(a[k]), float(b[k]), rtol=1e-5, atol=1e-6, err_msg=k)
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import os
 import struct
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from datagen import random_backbone, random_sequence
+from datagen import make_deb, random_backbone, random_sequence
 from foldlite import constants as rc
 from foldlite.data import promod3 as pm
 from foldlite.data.dataset import Dataset
@@ -134,30 +132,6 @@ def test_corrupted_files(synth, tmp_path):
     _expect(bad, b"", "shorter than")
 
 
-def _ar(members: list[tuple[str, bytes]]) -> bytes:
-    out = [b"!<arch>\n"]
-    for name, data in members:
-        head = f"{name:<16}{0:<12}{0:<6}{0:<6}{100644:<8}{len(data):<10}".encode() + b"`\n"
-        out.append(head + data + (b"\n" if len(data) % 2 else b""))
-    return b"".join(out)
-
-
-def make_deb(path: Path, db_bytes: bytes | None, member: str = pm.DB_MEMBER) -> Path:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:xz") as tar:
-        other = b"not the db"
-        ti = tarfile.TarInfo("./usr/share/promod3/loop_data/torsion_sampler.dat")
-        ti.size = len(other)
-        tar.addfile(ti, io.BytesIO(other))
-        if db_bytes is not None:
-            ti = tarfile.TarInfo("./" + member)
-            ti.size = len(db_bytes)
-            tar.addfile(ti, io.BytesIO(db_bytes))
-    path.write_bytes(_ar([("debian-binary", b"2.0\n"), ("control.tar.xz", b"x"),
-                          ("data.tar.xz", buf.getvalue())]))
-    return path
-
-
 def test_deb_extraction(synth, tmp_path):
     path, _ = synth
     deb = make_deb(tmp_path / "promod3-data_9.9_all.deb", path.read_bytes())
@@ -193,6 +167,16 @@ def test_bad_debs(synth, tmp_path):
 def test_download_without_apt(monkeypatch, tmp_path):
     monkeypatch.setattr(pm.shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="apt-get is not available.*--deb"):
+        pm.download_deb(tmp_path)
+
+
+def test_download_failure_message(monkeypatch, tmp_path):
+    class Done:
+        returncode, stdout, stderr = 100, "", "E: Unable to locate package promod3-data\n"
+
+    monkeypatch.setattr(pm.shutil, "which", lambda name: "/usr/bin/apt-get")
+    monkeypatch.setattr(pm.subprocess, "run", lambda *a, **k: Done())
+    with pytest.raises(InputError, match="Unable to locate package.*apt-get update"):
         pm.download_deb(tmp_path)
 
 

@@ -194,3 +194,28 @@ def test_view_command(tmp_path, prot, capsys):
     assert main(["view", str(PDB), "-o", str(out), "--3dmol-js", str(js)]) == 0
     assert viz.CDN_3DMOL not in out.read_text().split("<body>")[0]
     json.dumps(outputs.read_scores(batch / "a"))  # scores stay plain JSON
+
+
+def test_training_curves(tmp_path):
+    log = tmp_path / "metrics.jsonl"
+    lines = [{"kind": "start", "step": 0}]
+    for step in range(2, 12, 2):
+        lines.append({"kind": "train", "step": step, "loss": 5.0 / step, "fape": 2.0 / step,
+                      "lddt_ca": 0.05 * step})
+    lines.append({"kind": "eval", "step": 10, "lddt_ca": 0.4, "tm_score": 0.3})
+    log.write_text("\n".join(json.dumps(l) for l in lines) + "\n\n")
+    recs = viz.read_training_log(log)
+    assert len(recs) == len(lines)
+    fig = viz.plot_training_curves(log)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["loss", "fape", "lddt_ca", "tm_score"]
+    lddt_ax = fig.axes[2]
+    assert [l.get_label() for l in lddt_ax.get_lines()] == ["train", "validation"]
+    np.testing.assert_allclose(lddt_ax.get_lines()[0].get_ydata(), [0.1, 0.2, 0.3, 0.4, 0.5])
+    assert viz.figure_png(fig)[:4] == b"\x89PNG"
+    from foldlite.errors import InputError
+    (tmp_path / "bad.jsonl").write_text('{"kind": "train"}\nnot json\n')
+    with pytest.raises(InputError, match="line 2"):
+        viz.read_training_log(tmp_path / "bad.jsonl")
+    with pytest.raises(ValueError, match="no train or eval"):
+        viz.plot_training_curves([{"kind": "start"}])

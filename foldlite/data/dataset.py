@@ -149,7 +149,7 @@ class ChainRecord:
         """This chain as a ``foldlite.protein.Protein``."""
         from foldlite.protein import Protein
 
-        chain = self.chain_id.rsplit("_", 1)[-1] if "_" in self.chain_id else "A"
+        chain = self.chain_id.rsplit("_", 1)[-1].split(".")[0] if "_" in self.chain_id else "A"
         b = self.b_factors if self.b_factors is not None else np.zeros_like(self.atom_mask)
         return Protein(aatype=self.aatype.astype(np.int32),
                        atom_positions=self.atom_positions.astype(np.float32),
@@ -184,8 +184,9 @@ class Dataset:
         if self.manifest.get("format") != FORMAT:
             raise _dataset_error(self.path, f"manifest format is {self.manifest.get('format')!r}")
         if self.manifest.get("format_version") != FORMAT_VERSION:
-            raise _dataset_error(self.path, f"format_version {self.manifest.get('format_version')!r}"
-                                 f" is not supported (this foldlite reads {FORMAT_VERSION})")
+            version = self.manifest.get("format_version")
+            raise _dataset_error(self.path, f"format_version {version!r} is not supported (this "
+                                 f"foldlite reads {FORMAT_VERSION})")
         self._read_chains()
         self.arrays: dict[str, np.ndarray] = {}
         mode = "r" if mmap else None
@@ -381,6 +382,22 @@ def _check_field(value: str, what: str) -> str:
     return value
 
 
+def check_output_dir(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """Raise ``InputError`` unless a dataset may be written at ``out_dir``: absent, empty, or an
+    existing dataset with ``overwrite``."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise InputError(f"{out_dir}: exists and is not a directory")
+        if any(out_dir.iterdir()):
+            if not (out_dir / "manifest.json").is_file():
+                raise InputError(f"{out_dir}: directory exists, is not empty and is not a "
+                                 "foldlite dataset; choose another --out")
+            if not overwrite:
+                raise InputError(f"{out_dir}: a dataset exists already; pass --overwrite to "
+                                 "replace it")
+
+
 class DatasetBuilder:
     """Writes a dataset directory atomically.
 
@@ -392,16 +409,7 @@ class DatasetBuilder:
 
     def __init__(self, out_dir: str | os.PathLike, overwrite: bool = False):
         self.out_dir = Path(out_dir)
-        if self.out_dir.exists():
-            if not self.out_dir.is_dir():
-                raise InputError(f"{self.out_dir}: exists and is not a directory")
-            if any(self.out_dir.iterdir()):
-                if not (self.out_dir / "manifest.json").is_file():
-                    raise InputError(f"{self.out_dir}: directory exists, is not empty and is not a"
-                                     " foldlite dataset; choose another --out")
-                if not overwrite:
-                    raise InputError(f"{self.out_dir}: a dataset exists already; pass --overwrite"
-                                     " to replace it")
+        check_output_dir(self.out_dir, overwrite)
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", suffix=".partial",
                                          dir=self.out_dir.parent))
@@ -511,7 +519,8 @@ def write_dataset(out_dir: str | os.PathLike, records: Iterable[ChainRecord], *,
         ins_b = np.array([ord(c[0]) if len(c) else 32 for c in ins.tolist()], np.uint8)
         builder.save("insertion_code", ins_b.reshape(R))
         builder.save("atom_mask", pack_atom_mask(masks))
-        builder.save("atom_offset", np.concatenate([[0], np.cumsum(masks.sum(-1))]).astype(np.int64))
+        builder.save("atom_offset",
+                     np.concatenate([[0], np.cumsum(masks.sum(-1))]).astype(np.int64))
         pos = np.concatenate([np.asarray(r.atom_positions, np.float32) for r in records])
         builder.save("atom_positions", pos[masks].reshape(A, 3))
         builder.save("dssp", np.concatenate([np.asarray(r.dssp, np.uint8) for r in records]))

@@ -605,6 +605,7 @@ def convert_from_deb_or_db(out_dir: str | os.PathLike, *, deb: str | os.PathLike
     from foldlite.fileio import sha256_file
 
     out_dir = Path(out_dir)
+    ds.check_output_dir(out_dir, overwrite)  # before minutes of download and extraction
     source: dict[str, Any] = {"package": PACKAGE}
     if command:
         source["command"] = command

@@ -4,10 +4,10 @@ in training.
 1. Cluster the chains' sequences. With MMseqs2 on PATH (``mmseqs easy-cluster``, default
    ``--min-seq-id 0.3 -c 0.8``: 30 % identity over 80 % of both sequences) -- the method used for
    the committed ProMod3 splits. Without it, a documented fallback: greedy clustering on shared
-   k-mers of a reduced amino-acid alphabet (``cluster_kmer``). K-mers see mainly close homologs:
-   the fallback finds many fewer of the remote (30-40 %) relationships MMseqs2 finds, so its
-   splits leak more; install MMseqs2 (Debian/Ubuntu: ``apt-get install mmseqs2``) for real
-   splits.
+   exact 4-mers (``cluster_kmer``). Exact k-mers see mainly close homologs: the fallback finds
+   about a third of the relationships MMseqs2 finds at 30 % identity, so its splits leak more
+   (measured figures in ``cluster_kmer``); install MMseqs2 (Debian/Ubuntu: ``apt-get install
+   mmseqs2``) for real splits.
 2. Give every cluster a split from a seeded hash of its representative's id (``split_of``):
    deterministic, independent of the order of chains and stable when chains are added.
 3. Validation and test keep the chains of ``eval_min_length``..``eval_max_length`` residues of
@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from foldlite import constants as rc
 from foldlite.errors import InputError
 from foldlite.fileio import write_json, write_text
 
@@ -40,6 +41,14 @@ SPLITS = ("train", "valid", "test")
 
 def mmseqs_available(binary: str = "mmseqs") -> bool:
     return shutil.which(binary) is not None
+
+
+def mmseqs_version(binary: str = "mmseqs") -> str:
+    try:
+        out = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def cluster_mmseqs(sequences: Mapping[str, str], min_seq_id: float = 0.3,
@@ -73,26 +82,28 @@ def cluster_mmseqs(sequences: Mapping[str, str], min_seq_id: float = 0.3,
     return clusters
 
 
-#: Murphy et al. (2000) 10-letter reduced alphabet, used by the k-mer fallback.
-REDUCED_ALPHABET = ("LVIM", "C", "A", "G", "ST", "P", "FYW", "EDNQ", "KR", "H")
-
-
-def _reduced_codes(seq: str) -> np.ndarray:
-    table = np.full(256, 255, np.uint8)
-    for code, group in enumerate(REDUCED_ALPHABET):
-        for aa in group:
-            table[ord(aa)] = code
+def _residue_codes(seq: str) -> np.ndarray:
+    """One-letter sequence -> codes 0..19 (``restypes``), 20 for anything else."""
+    table = np.full(256, rc.restype_num, np.int64)
+    for i, aa in enumerate(rc.restypes):
+        table[ord(aa)] = i
     return table[np.frombuffer(seq.upper().encode("ascii", "replace"), np.uint8)]
 
 
-def cluster_kmer(sequences: Mapping[str, str], k: int = 4, min_shared: float = 0.2,
+def cluster_kmer(sequences: Mapping[str, str], k: int = 4, min_shared: float = 0.05,
                  coverage: float = 0.8, block: int = 512) -> dict[str, str]:
     """Fallback clustering without MMseqs2: greedy, longest sequence first.
 
-    Each sequence is a set of k-mers over the reduced alphabet ``REDUCED_ALPHABET``; sequence b
-    joins the cluster of an earlier representative a when they share at least ``min_shared`` of
-    the distinct k-mers of the shorter one and the shorter is at least ``coverage`` of the longer
-    (like MMseqs2 ``-c 0.8`` in its default coverage mode). Returns chain id -> representative.
+    Each sequence is the set of its distinct k-mers (``k`` = 4 residues); sequence b joins the
+    cluster of an earlier representative a when they share at least ``min_shared`` (5 %) of the
+    distinct k-mers of the shorter one and the shorter is at least ``coverage`` of the longer
+    (like MMseqs2 ``-c 0.8`` in its default coverage mode). Unrelated sequences share ~0.1 % of
+    their 4-mers; homologs above ~50 % identity share far more than 5 %; below that, exact
+    k-mers miss most relationships. Measured on the 21,119 ProMod3 chains against MMseqs2 at
+    30 % identity: it finds 25 % of the pairs MMseqs2 puts in one cluster (79 % of the pairs it
+    finds are MMseqs2 pairs), and a test split made from its clusters leaves 25 % of the test
+    chains with a 30 %-identity homolog in training (0 % with MMseqs2 clusters); 30 s on 2 CPUs.
+    Returns chain id -> representative.
     """
     from scipy import sparse
 
@@ -100,11 +111,10 @@ def cluster_kmer(sequences: Mapping[str, str], k: int = 4, min_shared: float = 0
     if not ids:
         return {}
     lengths = np.array([len(sequences[c]) for c in ids])
-    base = len(REDUCED_ALPHABET) + 1
+    base = rc.restype_num + 1
     rows, cols = [], []
     for r, cid in enumerate(ids):
-        codes = _reduced_codes(sequences[cid]).astype(np.int64)
-        codes[codes == 255] = base - 1  # unknown letters
+        codes = _residue_codes(sequences[cid])
         if len(codes) >= k:
             win = np.lib.stride_tricks.sliding_window_view(codes, k)
             kmers = np.unique(win @ (base ** np.arange(k)))
@@ -146,9 +156,11 @@ def cluster_sequences(sequences: Mapping[str, str], method: str = "auto",
         raise InputError(f"clustering method must be auto, mmseqs or kmer, not {method!r}")
     if method == "mmseqs" or (method == "auto" and mmseqs_available()):
         return (cluster_mmseqs(sequences, min_seq_id, coverage, threads),
-                f"mmseqs easy-cluster --min-seq-id {min_seq_id} -c {coverage}")
+                f"mmseqs easy-cluster --min-seq-id {min_seq_id} -c {coverage} (MMseqs2 "
+                f"{mmseqs_version()})")
     return (cluster_kmer(sequences, coverage=coverage),
-            f"k-mer fallback (reduced alphabet, k=4, >= 20% shared k-mers, coverage {coverage})")
+            f"k-mer fallback (greedy, k=4, >= 5% shared k-mers, coverage {coverage}); "
+            "MMseqs2 was not used")
 
 
 def split_of(representative: str, seed: int, test_fraction: float,

@@ -190,6 +190,7 @@ def build_from_structures(in_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
     if chains not in ("first", "all"):
         raise InputError(f"--chains must be 'first' or 'all', not {chains!r}")
+    ds.check_output_dir(out_dir, overwrite)
     t0 = time.perf_counter()
     files = find_structure_files(in_dir)
     if not files:

@@ -57,6 +57,7 @@ def _table(array: np.ndarray, aatype: jnp.ndarray, dtype=None) -> jnp.ndarray:
 
 
 # ------------------------------------------------------------------------------------ angles
+@jax.jit
 def dihedral_sin_cos(p0: jnp.ndarray, p1: jnp.ndarray, p2: jnp.ndarray, p3: jnp.ndarray,
                      eps: float = 1e-8) -> jnp.ndarray:
     """(sin, cos) [..., 2] of the dihedral p0-p1-p2-p3 (IUPAC sign), points [..., 3].
@@ -101,6 +102,7 @@ def _gather_atoms(x: jnp.ndarray, index: jnp.ndarray, n_batch: int) -> jnp.ndarr
     return jnp.take_along_axis(x, idx, axis=n_batch)
 
 
+@jax.jit
 def atom14_to_atom37(x14: jnp.ndarray, aatype: jnp.ndarray) -> jnp.ndarray:
     """Scatter atom14 data [..., L, 14, *tail] to the atom37 layout [..., L, 37, *tail].
 
@@ -114,6 +116,7 @@ def atom14_to_atom37(x14: jnp.ndarray, aatype: jnp.ndarray) -> jnp.ndarray:
     return out * mask.reshape(mask.shape + (1,) * (x14.ndim - nb - 1))
 
 
+@jax.jit
 def atom37_to_atom14(x37: jnp.ndarray, aatype: jnp.ndarray) -> jnp.ndarray:
     """Gather atom37 data [..., L, 37, *tail] into the atom14 layout [..., L, 14, *tail]."""
     x37 = jnp.asarray(x37)
@@ -125,6 +128,7 @@ def atom37_to_atom14(x37: jnp.ndarray, aatype: jnp.ndarray) -> jnp.ndarray:
 
 
 # ------------------------------------------------------------------------------------ frames
+@jax.jit
 def backbone_frames(atom37: jnp.ndarray, atom37_mask: jnp.ndarray) -> tuple[Rigid, jnp.ndarray]:
     """Backbone frames from N, CA, C (Suppl. Alg. 21).
 
@@ -152,6 +156,7 @@ def _rot_x(sin_cos: jnp.ndarray) -> jnp.ndarray:
     ], axis=-2)
 
 
+@jax.jit
 def frames_and_torsions_to_atom14(bb_frames: Rigid, torsions: jnp.ndarray, aatype: jnp.ndarray,
                                   eps: float = 1e-8) -> tuple[jnp.ndarray, jnp.ndarray, Rigid]:
     """All heavy atoms with ideal geometry from frames and torsions (Suppl. Alg. 24).
@@ -191,11 +196,10 @@ def frames_and_torsions_to_atom14(bb_frames: Rigid, torsions: jnp.ndarray, aatyp
     all_frames = bb_frames.unsqueeze(-1).compose(rel_bb)  # [..., L, 8]
 
     group = _table(rc.restype_atom14_to_rigid_group, aatype)  # [..., L, 14]
-    onehot = jax.nn.one_hot(group, 8, dtype=jnp.float32)  # [..., L, 14, 8]
-    atom_rot = jnp.einsum("...ag,...gij->...aij", onehot, all_frames.rot)
-    atom_trans = jnp.einsum("...ag,...gi->...ai", onehot, all_frames.trans)
+    atom_rot = jnp.take_along_axis(all_frames.rot, group[..., None, None], axis=-3)
+    atom_trans = jnp.take_along_axis(all_frames.trans, group[..., None], axis=-2)
     lit = _table(rc.restype_atom14_rigid_group_positions, aatype, jnp.float32)  # [..., L, 14, 3]
-    atom14 = jnp.einsum("...ij,...j->...i", atom_rot, lit) + atom_trans
+    atom14 = jnp.sum(atom_rot * lit[..., None, :], axis=-1) + atom_trans
     mask = _table(rc.restype_atom14_mask, aatype, jnp.float32)
     return atom14 * mask[..., None], mask, all_frames
 
@@ -209,6 +213,7 @@ def _shift_prev(x: jnp.ndarray, axis: int) -> jnp.ndarray:
     return jax.lax.slice_in_dim(x, 0, x.shape[axis] - 1, axis=axis)
 
 
+@jax.jit
 def torsion_angles(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.ndarray,
                    residue_index: jnp.ndarray | None = None
                    ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
@@ -270,6 +275,7 @@ def torsion_angles(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.nd
     return sc, mask, alt
 
 
+@jax.jit
 def atom14_torsion_mask(torsion_mask: jnp.ndarray, aatype: jnp.ndarray) -> jnp.ndarray:
     """[..., L, 14] mask of atoms whose placement needs only available torsions.
 
@@ -289,12 +295,35 @@ def atom14_torsion_mask(torsion_mask: jnp.ndarray, aatype: jnp.ndarray) -> jnp.n
 
 
 # ------------------------------------------------------------------------------------ rebuild
+def _chi1_offset(frames: Rigid, atom37: jnp.ndarray, atom37_mask: jnp.ndarray,
+                 aatype: jnp.ndarray) -> jnp.ndarray:
+    """Angle [..., L] about CA-CB from the observed N to the ideal N of the backbone frame.
+
+    The builder measures chi1 from the ideal N (placed by the frame); a chi1 measured from the
+    observed N differs by this angle when the observed N-CA-C angle is not ideal. Subtracting it
+    makes a built side chain have exactly the requested chi1 with respect to the observed N.
+    """
+    local = _table(rc.restype_atom37_rigid_group_positions, aatype, jnp.float32)
+    n_ideal = frames.apply(local[..., _N, :])
+    cb_ideal = frames.apply(local[..., rc.atom_order["CB"], :])
+    sc = dihedral_sin_cos(atom37[..., _N, :], atom37[..., _CA, :], cb_ideal, n_ideal)
+    has = atom37_mask[..., _N] * (jnp.sum(sc * sc, axis=-1) > 0.5)
+    return jnp.where(has > 0, jnp.arctan2(sc[..., 0], sc[..., 1]), 0.0)
+
+
+def _shift_chi1(sin_cos: jnp.ndarray, offset: jnp.ndarray) -> jnp.ndarray:
+    """Rotate the chi1 entry (index 3) of torsions [..., L, 7, 2] by -offset [..., L]."""
+    chi1 = jnp.arctan2(sin_cos[..., 3, 0], sin_cos[..., 3, 1]) - offset
+    return sin_cos.at[..., 3, :].set(jnp.stack([jnp.sin(chi1), jnp.cos(chi1)], axis=-1))
+
+
+@jax.jit
 def rebuild_from_atom37(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.ndarray
                         ) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Rebuild every heavy atom from the structure's own backbone frames and torsions.
 
     Ideal bond lengths and angles replace the observed ones; the chi angles, psi and the
-    backbone frames are the observed ones. Used to check the geometry tables (a real structure
+    backbone frames are the observed ones (chi1 with respect to the observed N). Used to check the geometry tables (a real structure
     comes back to ~0.1-0.2 A all-atom RMSD) and to idealise a structure.
 
     Args:
@@ -303,13 +332,17 @@ def rebuild_from_atom37(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: j
       (atom37 [..., L, 37, 3], mask [..., L, 37]): the mask is 1 for atoms that could be placed
       (residue has N, CA, C and the torsions the atom depends on).
     """
+    atom37 = jnp.asarray(atom37, jnp.float32)
+    atom37_mask = jnp.asarray(atom37_mask, jnp.float32)
     frames, fmask = backbone_frames(atom37, atom37_mask)
     sc, tmask, _ = torsion_angles(atom37, atom37_mask, aatype)
+    sc = _shift_chi1(sc, _chi1_offset(frames, atom37, atom37_mask, aatype))
     x14, _, _ = frames_and_torsions_to_atom14(frames, sc, aatype)
     m14 = atom14_torsion_mask(tmask, aatype) * fmask[..., None]
     return atom14_to_atom37(x14, aatype), atom14_to_atom37(m14, aatype)
 
 
+@jax.jit
 def place_sidechains(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.ndarray,
                      chi_angles: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Keep the backbone atoms and build CB and the side chain at the given chi angles.
@@ -319,7 +352,8 @@ def place_sidechains(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.
         psi = the measured N-CA-C-O or, without O, at the ideal position for psi = 0).
       atom37_mask: [..., L, 37].
       aatype: [..., L].
-      chi_angles: [..., L, 4] radians (entries beyond the residue's chis are ignored).
+      chi_angles: [..., L, 4] radians (entries beyond the residue's chis are ignored); chi1 is
+        exact with respect to the observed N.
     Returns:
       (atom37 [..., L, 37, 3], mask [..., L, 37]): input N, CA, C, O where present, built CB and
       side-chain atoms for residues whose backbone frame exists.
@@ -330,6 +364,7 @@ def place_sidechains(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.
     sc, _, _ = torsion_angles(atom37, m37, aatype)
     chi_sc = angles_to_sin_cos(chi_angles)
     torsions = jnp.concatenate([sc[..., :3, :], chi_sc], axis=-2)
+    torsions = _shift_chi1(torsions, _chi1_offset(frames, atom37, m37, aatype))
     x14, m14, _ = frames_and_torsions_to_atom14(frames, torsions, aatype)
     built37 = atom14_to_atom37(x14, aatype)
     built_m = atom14_to_atom37(m14, aatype) * fmask[..., None]
@@ -343,6 +378,7 @@ def place_sidechains(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.
     return out * out_m[..., None], out_m
 
 
+@jax.jit
 def canonicalize_arginine(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.ndarray
                           ) -> jnp.ndarray:
     """Swap ARG NH1/NH2 where NH1 is trans to CD, so that NH1 is cis to CD (IUPAC 1970).

@@ -66,12 +66,13 @@ def pseudo_beta(atom37: jnp.ndarray, aatype: jnp.ndarray) -> jnp.ndarray:
 def distogram_one_hot(positions: jnp.ndarray, min_bin: float, max_bin: float,
                       num_bins: int) -> jnp.ndarray:
     """[N, 3] -> [N, N, num_bins] one-hot distance bins (Suppl. Alg. 32 line 1): bin edges
-    ``linspace(min_bin, max_bin, num_bins)``; the last bin is open-ended."""
+    ``linspace(min_bin, max_bin, num_bins)``, bins ``[lower, upper)``; the last bin is
+    open-ended; distances below ``min_bin`` fall in no bin."""
     lower = jnp.square(jnp.linspace(min_bin, max_bin, num_bins))
     upper = jnp.concatenate([lower[1:], jnp.array([1e8], jnp.float32)])
     d2 = jnp.sum(jnp.square(positions[:, None, :] - positions[None, :, :]), axis=-1,
                  keepdims=True)
-    return ((d2 > lower) & (d2 < upper)).astype(jnp.float32)
+    return ((d2 >= lower) & (d2 < upper)).astype(jnp.float32)
 
 
 class RecyclingEmbedder(hk.Module):

@@ -145,6 +145,49 @@ def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array,
     return NeighborList(idx=idx, count=count, special=flag, reference=x, overflow=overflow)
 
 
+@partial(jax.jit, static_argnames=("cutoff", "capacity", "cell_capacity"))
+def query_neighbors(points: jax.Array, point_mask: jax.Array, x: jax.Array, mask: jax.Array, *,
+                    cutoff: float, capacity: int = 32, cell_capacity: int = 16
+                    ) -> tuple[jax.Array, jax.Array]:
+    """Atoms of ``x`` within ``cutoff`` of each query point (a different set), by the same grid.
+
+    Args:
+      points: float32 [Q, 3] query points; point_mask [Q].
+      x: float32 [A, 3] atoms; mask [A].
+    Returns:
+      (idx int32 [Q, K] with ``A`` for empty slots, overflow bool []).
+    """
+    a = x.shape[0]
+    mask = mask.astype(bool)
+    point_mask = point_mask.astype(bool)
+    both = jnp.concatenate([x, points], axis=0)
+    both_mask = jnp.concatenate([mask, point_mask], axis=0)
+    coords, dims, too_large = _cell_coords(both.astype(jnp.float32), both_mask, cutoff)
+    n_cells = dims[0] * dims[1] * dims[2]
+    key = jnp.where(mask, _linear(coords[:a], dims), n_cells)
+    order = jnp.argsort(key)
+    sorted_key = key[order]
+    qc = coords[a:]
+    nb = qc[:, None, :] + jnp.asarray(_OFFSETS)[None]
+    inside = jnp.all((nb >= 0) & (nb < dims), axis=-1)
+    nkey = jnp.where(inside, _linear(nb, dims), -1)
+    start = jnp.searchsorted(sorted_key, nkey, side="left")
+    stop = jnp.searchsorted(sorted_key, nkey, side="right")
+    cell_over = jnp.any(inside & point_mask[:, None] & (stop - start > cell_capacity))
+    slot = start[..., None] + jnp.arange(cell_capacity)
+    ok = (slot < stop[..., None]) & inside[..., None]
+    q = points.shape[0]
+    j = order[jnp.clip(slot, 0, a - 1)].reshape(q, -1)
+    ok = ok.reshape(q, -1) & point_mask[:, None] & mask[j]
+    d2 = jnp.sum((points[:, None, :] - x[j]) ** 2, axis=-1)
+    ok &= d2 < cutoff * cutoff
+    count = jnp.sum(ok, axis=-1)
+    pos = jnp.where(ok, jnp.cumsum(ok, axis=-1) - 1, capacity)
+    rows = jnp.broadcast_to(jnp.arange(q)[:, None], pos.shape)
+    idx = jnp.full((q, capacity), a, jnp.int32).at[rows, pos].set(j.astype(jnp.int32), mode="drop")
+    return idx, cell_over | jnp.any(count > capacity) | too_large
+
+
 def needs_rebuild(nl: NeighborList, x: jax.Array, mask: jax.Array, skin: float) -> jax.Array:
     """bool []: some atom moved more than ``skin / 2`` since ``nl`` was built."""
     d2 = jnp.sum((x - nl.reference) ** 2, axis=-1)

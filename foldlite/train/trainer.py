@@ -188,7 +188,8 @@ def init_state(model: Any, cfg: TrainConfig, example: Features,
     """Fresh parameters (seeded by ``cfg.seed``), optimiser state and EMA (= params)."""
     rng = jax.random.PRNGKey(cfg.seed)
     init_key, run_key = jax.random.split(rng)
-    params = model.init(init_key, example, num_recycles=0, is_training=False)
+    params = jax.jit(lambda k, f: model.init(k, f, num_recycles=0, is_training=False))(
+        init_key, example)
     params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params)
     return TrainState(params=params, opt_state=optimizer.init(params),
                       ema_params=jax.tree_util.tree_map(jnp.array, params),

@@ -1,0 +1,151 @@
+"""Geometry validation of a structure in the refinement topology: violations, clashes, RMSZ.
+
+Definitions (heavy atoms; z = (value - ideal) / sd with the ideal values of
+``foldlite.physics.topology``):
+
+* **violations**, after AlphaFold2 (Jumper et al. 2021, Suppl. 1.9.11): a bond length or a bond
+  angle more than 12 standard deviations from ideal, or a clash of two non-bonded heavy atoms
+  (more than three bonds apart) overlapping by more than 1.5 A, overlap = r_i + r_j - d with the
+  van der Waals radii of ``constants.van_der_waals_radius``.
+* **clashes**: non-bonded heavy-atom pairs (more than three bonds apart) overlapping by more than
+  0.4 A. Without hydrogens two corrections keep well-refined crystal structures from counting
+  ordinary contacts: pairs four bonds apart (1-5, e.g. O(i)..C(i+1), whose distance follows a
+  torsion) have their contact distance shortened by ``one_five_reduction`` (0.5 A), and two polar
+  atoms (N/O, which may share a hydrogen bond) have a contact distance of ``hbond_contact``
+  (2.7 A). Reported per 1,000 atoms as well.
+* **bond / angle RMSZ**: root-mean-square z over all bonds / angles.
+* **omega**: deviation of each peptide's CA-C-N-CA dihedral from its target (trans or cis).
+* **chirality**: chiral centres whose signed volume has the wrong sign.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from foldlite.physics import energy as E
+from foldlite.physics.neighbors import build_neighbor_list
+
+#: AlphaFold2's violation thresholds.
+VIOLATION_SD = 12.0
+VIOLATION_CLASH = 1.5
+#: Clash threshold of the clash count.
+CLASH_OVERLAP = 0.4
+_LIST_CUTOFF = 3.7  # > largest van der Waals contact (S-S 3.6 A)
+
+
+@partial(jax.jit, static_argnames=("capacity", "cell_capacity", "hbond_contact",
+                                   "one_five_reduction"))
+def _per_item(x, topo, *, capacity: int, cell_capacity: int, hbond_contact: float,
+              one_five_reduction: float):
+    nl = build_neighbor_list(x, topo.atom_mask, topo.exclusions, topo.one_five,
+                             cutoff=_LIST_CUTOFF, capacity=capacity,
+                             cell_capacity=cell_capacity)
+    bz = (E.bond_lengths(x, topo.bonds) - topo.bond_ideal) / topo.bond_sd
+    az = (E.bond_angles(x, topo.angles) - topo.angle_ideal) / topo.angle_sd
+    cos_w, sin_w = E.dihedral_cos_sin(x, topo.omegas)
+    dev = jnp.arctan2(sin_w * jnp.cos(topo.omega_target) - cos_w * jnp.sin(topo.omega_target),
+                      cos_w * jnp.cos(topo.omega_target) + sin_w * jnp.sin(topo.omega_target))
+    vol = E.signed_volumes(x, topo.chirals)
+    wrong_hand = jnp.sign(vol) != jnp.sign(topo.chiral_ideal)
+    # Clash count overlaps (with the 1-5 and hydrogen-bond corrections) and plain overlaps.
+    over, valid = E.pair_overlaps(x, nl.idx, nl.special, topo.radius, topo.polar,
+                                  hbond_contact=hbond_contact,
+                                  one_five_reduction=one_five_reduction)
+    plain, _ = E.pair_overlaps(x, nl.idx, jnp.zeros_like(nl.special), topo.radius,
+                               jnp.zeros_like(topo.polar), hbond_contact=0.0,
+                               one_five_reduction=0.0)
+    over = jnp.where(valid, over, -1.0)
+    plain = jnp.where(valid, plain, -1.0)
+    return bz, az, dev, wrong_hand, over, plain, nl.idx, nl.overflow
+
+
+def per_item_values(x, topo, *, hbond_contact: float = 2.7, one_five_reduction: float = 0.5
+                    ) -> dict[str, np.ndarray]:
+    """z-scores, omega deviations, chirality and pair overlaps of a structure (numpy).
+
+    Returns dict: bond_z [B], angle_z [T], omega_dev [P] (rad), wrong_hand [Q], overlap and
+    plain_overlap [A,K] with pair indices pairs [A,K] (-1 = none); rows past the real counts are
+    dropped (padding).
+    """
+    capacity, cell_capacity = 48, 32
+    while True:
+        out = _per_item(jnp.asarray(x, jnp.float32), topo, capacity=capacity,
+                        cell_capacity=cell_capacity, hbond_contact=float(hbond_contact),
+                        one_five_reduction=float(one_five_reduction))
+        if not bool(out[-1]):
+            break
+        if capacity >= 4096:
+            raise RuntimeError("neighbour list overflow: atoms far too dense (overlapping)")
+        capacity, cell_capacity = capacity * 2, cell_capacity * 2
+    bz, az, dev, wrong, over, plain, idx, _ = (np.asarray(v) for v in out)
+    a = idx.shape[0]
+    return {
+        "bond_z": bz[np.asarray(topo.bond_mask) > 0],
+        "angle_z": az[np.asarray(topo.angle_mask) > 0],
+        "omega_dev": dev[np.asarray(topo.omega_mask) > 0],
+        "omega_trans": np.asarray(topo.omega_target)[np.asarray(topo.omega_mask) > 0] > 1.0,
+        "wrong_hand": wrong[np.asarray(topo.chiral_mask) > 0],
+        "overlap": over,
+        "plain_overlap": plain,
+        "pairs": np.where(idx < a, idx, -1),
+    }
+
+
+def _rmsz(z: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(z)))) if z.size else 0.0
+
+
+def geometry_metrics(x, topo, *, num_atoms: int | None = None, hbond_contact: float = 2.7,
+                     one_five_reduction: float = 0.5) -> dict:
+    """Validation figures of positions ``x`` [A,3] in topology ``topo`` (see module docstring).
+
+    Returns a JSON-ready dict: bond_rmsz, angle_rmsz, bond_max_z, angle_max_z, bond_violations,
+    angle_violations, clash_violations, violations (their sum), clashes, clashes_per_1000,
+    omega_max_dev_deg (trans peptides), omega_over_15deg, wrong_chirality, num_atoms.
+    """
+    v = per_item_values(x, topo, hbond_contact=hbond_contact,
+                        one_five_reduction=one_five_reduction)
+    n = int(num_atoms if num_atoms is not None else np.asarray(topo.atom_mask).sum())
+    bz, az = v["bond_z"], v["angle_z"]
+    trans_dev = np.degrees(np.abs(v["omega_dev"][v["omega_trans"]]))
+    bond_v = int(np.sum(np.abs(bz) > VIOLATION_SD))
+    angle_v = int(np.sum(np.abs(az) > VIOLATION_SD))
+    clash_v = int(np.sum(v["plain_overlap"] > VIOLATION_CLASH))
+    clashes = int(np.sum(v["overlap"] > CLASH_OVERLAP))
+    return {
+        "num_atoms": n,
+        "bond_rmsz": _rmsz(bz),
+        "angle_rmsz": _rmsz(az),
+        "bond_max_z": float(np.max(np.abs(bz))) if bz.size else 0.0,
+        "angle_max_z": float(np.max(np.abs(az))) if az.size else 0.0,
+        "bond_violations": bond_v,
+        "angle_violations": angle_v,
+        "clash_violations": clash_v,
+        "violations": bond_v + angle_v + clash_v,
+        "clashes": clashes,
+        "clashes_per_1000": 1000.0 * clashes / max(n, 1),
+        "omega_max_dev_deg": float(trans_dev.max()) if trans_dev.size else 0.0,
+        "omega_over_15deg": int(np.sum(trans_dev > 15.0)),
+        "wrong_chirality": int(np.sum(v["wrong_hand"])),
+    }
+
+
+def violating_atoms(x, topo) -> np.ndarray:
+    """bool [A]: atoms in a violation (AlphaFold2's definitions: bond/angle beyond 12 sd,
+    clash overlap beyond 1.5 A)."""
+    v = per_item_values(x, topo)
+    a = np.asarray(topo.atom_mask).shape[0]
+    flag = np.zeros(a, bool)
+    bonds = np.asarray(topo.bonds)[np.asarray(topo.bond_mask) > 0]
+    flag[bonds[np.abs(v["bond_z"]) > VIOLATION_SD].ravel()] = True
+    angles = np.asarray(topo.angles)[np.asarray(topo.angle_mask) > 0]
+    flag[angles[np.abs(v["angle_z"]) > VIOLATION_SD].ravel()] = True
+    ii, kk = np.nonzero(v["plain_overlap"] > VIOLATION_CLASH)
+    flag[ii] = True
+    flag[v["pairs"][ii, kk]] = True
+    return flag & (np.asarray(topo.atom_mask) > 0)
+

@@ -1,0 +1,72 @@
+"""The notebooks run top to bottom (nbclient, tiny settings, a time limit) and are stored clean."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("FOLDLITE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "foldlite-test-cache"))
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = ("quickstart.ipynb", "training.ipynb")
+CELL_TIMEOUT = 300  # seconds per cell; the whole notebook takes far less with the tiny settings
+
+
+def _load(name):
+    import nbformat
+    return nbformat.read(NOTEBOOKS / name, as_version=4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_is_stored_without_outputs(name):
+    import nbformat
+    nb = _load(name)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, \
+                f"{name}: a code cell is stored with outputs; clear them before committing"
+
+
+def _execute(name, monkeypatch, tmp_path):
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from nbclient import NotebookClient
+    try:
+        KernelSpecManager().get_kernel_spec("python3")
+    except NoSuchKernel:
+        pytest.skip("no python3 Jupyter kernel installed (pip install ipykernel)")
+    monkeypatch.setenv("FOLDLITE_NOTEBOOK_FAST", "1")
+    monkeypatch.setenv("FOLDLITE_NOTEBOOK_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = _load(name)
+    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()
+    return nb
+
+
+def _outputs(nb, mime):
+    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if mime in o.get("data", {})]
+
+
+def test_quickstart_runs(monkeypatch, tmp_path):
+    nb = _execute("quickstart.ipynb", monkeypatch, tmp_path)
+    views = [o["data"]["text/html"] for o in _outputs(nb, "text/html") if "3Dmol" in o["data"]["text/html"]]
+    assert len(views) >= 4  # by pLDDT, rainbow, overlay, animation
+    assert any("TM-score" in v for v in views) and any("addModelsAsFrames" in v for v in views)
+    assert len(_outputs(nb, "image/png")) >= 2  # the pLDDT and PAE plots
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "mean pLDDT" in text and "CA RMSD" in text
+
+
+def test_training_runs(monkeypatch, tmp_path):
+    nb = _execute("training.ipynb", monkeypatch, tmp_path)
+    assert len(_outputs(nb, "image/png")) >= 2  # the stored log and the live run
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "steps" in text
