@@ -280,13 +280,15 @@ ca_ca_distance_trans: float = _peptide_ca_ca(180.0)
 ca_ca_distance_cis: float = _peptide_ca_ca(0.0)
 
 # >>> BEGIN GENERATED IDEAL GEOMETRY
-# Written by scripts/generate_ideal_geometry.py from Bio.PDB.ic_data (Biopython 1.88). Do not edit by hand: rerun the script.
+# Written by scripts/generate_ideal_geometry.py from Bio.PDB.ic_data (Biopython 1.88).
+# Do not edit by hand: rerun the script.
 # Source of every number in this block: Bio.PDB.ic_data hedra_defaults /
 # dihedra_*_defaults, means and standard deviations over the PISCES set
 # cullpdb_pc20_res2.2_R1.0_d190812 (Wang & Dunbrack, Bioinformatics 19:1589, 2003).
 #
-# ic_hedra[(resname, a1, a2, a3)] = (len12, len12_sd, angle_deg, angle_sd, len23, len23_sd,
-#                                    count); '-C' = C of residue i-1, '+N' = N of residue i+1.
+# ic_hedra[(resname, a1, a2, a3)] =
+#     (len12, len12_sd, angle_deg, angle_sd, len23, len23_sd, count)
+# '-C' = C of residue i-1, '+N' = N of residue i+1.
 ic_hedra: dict[tuple[str, str, str, str], tuple[float, float, float, float, float, float, int]] = {
     ('ALA', '-C', 'N', 'CA'): (1.33090, 0.00858, 121.43998, 1.42147, 1.46106, 0.01120, 36738),
     ('ALA', 'CA', 'C', '+N'): (1.52577, 0.01152, 116.69299, 1.11553, 1.33094, 0.00834, 36750),

@@ -189,13 +189,15 @@ def render(hedra: dict, build: dict) -> str:
     lines = [
         BEGIN,
         f"# Written by scripts/generate_ideal_geometry.py from Bio.PDB.ic_data (Biopython "
-        f"{Bio.__version__}). Do not edit by hand: rerun the script.",
+        f"{Bio.__version__}).",
+        "# Do not edit by hand: rerun the script.",
         "# Source of every number in this block: Bio.PDB.ic_data hedra_defaults /",
         "# dihedra_*_defaults, means and standard deviations over the PISCES set",
         "# cullpdb_pc20_res2.2_R1.0_d190812 (Wang & Dunbrack, Bioinformatics 19:1589, 2003).",
         "#",
-        "# ic_hedra[(resname, a1, a2, a3)] = (len12, len12_sd, angle_deg, angle_sd, len23, len23_sd,",
-        "#                                    count); '-C' = C of residue i-1, '+N' = N of residue i+1.",
+        "# ic_hedra[(resname, a1, a2, a3)] =",
+        "#     (len12, len12_sd, angle_deg, angle_sd, len23, len23_sd, count)",
+        "# '-C' = C of residue i-1, '+N' = N of residue i+1.",
         "ic_hedra: dict[tuple[str, str, str, str], tuple[float, float, float, float, float, float,"
         " int]] = {",
     ]

@@ -322,7 +322,7 @@ def test_distogram_recycling_bins():
             d = abs(float(pos[i, 0] - pos[j, 0]))
             want = np.zeros(15)
             if d > edges[0]:
-                want[np.searchsorted(edges, d) - 1] = 1
+                want[np.searchsorted(edges, d, side="right") - 1] = 1
             np.testing.assert_array_equal(oh[i, j], want, err_msg=f"{i},{j}")
 
 

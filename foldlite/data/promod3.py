@@ -447,12 +447,14 @@ class ConversionReport:
     first_sequence: str
     first_n_atom: tuple[float, float, float]
     bond_lengths: dict[str, tuple[float, float]]  # name -> (mean, std) in Angstrom
+    total_seconds: float | None = None  # with download/extraction (convert_from_deb_or_db)
 
     def lines(self) -> list[str]:
         x, y, z = self.first_n_atom
         out = [f"wrote {self.out_dir}",
                f"  chains: {self.num_chains:,}  residues: {self.num_residues:,}  atoms: "
-               f"{self.num_atoms:,}  ({self.seconds:.1f} s)",
+               f"{self.num_atoms:,}  (converted in {self.seconds:.1f} s"
+               + (f", {self.total_seconds:.1f} s in all)" if self.total_seconds else ")"),
                f"  first chain {self.first_chain}: {self.first_sequence[:25]}..., first N atom "
                f"({x:.2f}, {y:.2f}, {z:.2f})"]
         out.append("  backbone bonds (mean +- sd, A): " + ", ".join(
@@ -610,11 +612,20 @@ def convert_from_deb_or_db(out_dir: str | os.PathLike, *, deb: str | os.PathLike
     if command:
         source["command"] = command
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    clock = [t_start]
+
+    def took() -> str:
+        now = time.perf_counter()
+        dt, clock[0] = now - clock[0], now
+        return f"({dt:.1f} s)"
+
     with tempfile.TemporaryDirectory(prefix=".foldlite-promod3-", dir=out_dir.parent) as tmp:
         if db is None:
             if deb is None:
                 log(f"downloading {PACKAGE} with apt-get ...")
                 deb = download_deb(tmp)
+                log(f"downloaded {Path(deb).name} {took()}")
             deb = Path(deb)
             log(f"checking {deb} ...")
             deb_sha = sha256_file(deb)
@@ -622,10 +633,13 @@ def convert_from_deb_or_db(out_dir: str | os.PathLike, *, deb: str | os.PathLike
                           version=_version_from_name(deb.name))
             if deb_sha != KNOWN_DEB_SHA256:
                 log(f"note: {deb.name} has sha256 {deb_sha}, not that of the measured "
-                    f"{KNOWN_VERSION} package; its structure is validated instead")
+                    f"{KNOWN_VERSION} package; its structure is validated instead {took()}")
+            else:
+                log(f"{deb.name}: sha256 matches {PACKAGE} {KNOWN_VERSION} {took()}")
             db_path = Path(keep_db) if keep_db else Path(tmp) / "structure_db.dat"
             log(f"extracting {DB_MEMBER} ...")
             size, db_sha = extract_structure_db(deb, db_path)
+            log(f"extracted {took()}")
         else:
             db_path = Path(db)
             if not db_path.is_file():
@@ -639,8 +653,11 @@ def convert_from_deb_or_db(out_dir: str | os.PathLike, *, deb: str | os.PathLike
             log(f"structure_db.dat: {size:,} bytes, sha256 {db_sha} (not the measured "
                 f"{KNOWN_VERSION} file: validating its layout)")
         sdb = read_structure_db(db_path)
-        log(f"read {sdb.num_chains:,} chains, {sdb.num_residues:,} residues; converting ...")
-        return convert(sdb, out_dir, source=source, overwrite=overwrite)
+        log(f"read and validated {sdb.num_chains:,} chains, {sdb.num_residues:,} residues "
+            f"{took()}; converting ...")
+        rep = convert(sdb, out_dir, source=source, overwrite=overwrite)
+        rep.total_seconds = time.perf_counter() - t_start
+        return rep
 
 
 def _version_from_name(name: str) -> str:

@@ -323,8 +323,9 @@ def rebuild_from_atom37(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: j
     """Rebuild every heavy atom from the structure's own backbone frames and torsions.
 
     Ideal bond lengths and angles replace the observed ones; the chi angles, psi and the
-    backbone frames are the observed ones (chi1 with respect to the observed N). Used to check the geometry tables (a real structure
-    comes back to ~0.1-0.2 A all-atom RMSD) and to idealise a structure.
+    backbone frames are the observed ones (chi1 with respect to the observed N). Used to check
+    the geometry tables (a real structure comes back to ~0.1-0.2 A all-atom RMSD) and to
+    idealise a structure.
 
     Args:
       atom37: [..., L, 37, 3]; atom37_mask: [..., L, 37]; aatype: [..., L].

@@ -28,6 +28,9 @@ import numpy as np
 #: The 27 integer offsets of a cell and its neighbours.
 _OFFSETS = np.array([(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)],
                     np.int32)
+#: The own cell first, then 13 cells of a half shell (one of each pair of opposite offsets).
+_HALF_SHELL = np.array([(0, 0, 0)] + [tuple(o) for o in _OFFSETS
+                                      if tuple(o) > (0, 0, 0)], np.int32)
 #: Largest grid (cells) whose linear cell number fits in int32.
 _MAX_CELLS = 2**31 - 1
 
@@ -35,11 +38,11 @@ _MAX_CELLS = 2**31 - 1
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class NeighborList:
-    """A half neighbour list (each pair once, ``i < j``).
+    """A half neighbour list (each unordered pair once).
 
     Attributes:
-      idx: int32 [A, K]: neighbours ``j > i`` of atom ``i`` within ``cutoff``; ``A`` (one past the
-        last atom) marks an empty slot.
+      idx: int32 [A, K]: neighbours of atom ``i`` within ``cutoff`` (each pair listed under one
+        of its two atoms); ``A`` (one past the last atom) marks an empty slot.
       count: int32 [A]: number of filled slots per atom (may exceed ``K`` when ``overflow``).
       special: bool [A, K]: the pair is listed in the ``special`` table of the build (e.g. 1-5
         pairs, which get a shorter contact distance).
@@ -84,19 +87,30 @@ def _linear(c: jax.Array, dims: jax.Array) -> jax.Array:
     return c[..., 0] + dims[0] * (c[..., 1] + dims[1] * c[..., 2])
 
 
+def _compact(values: jax.Array, ok: jax.Array, width: int, fill: int) -> jax.Array:
+    """Keep the entries of ``values`` [A, C] where ``ok``, left-aligned in [A, width]."""
+    a = values.shape[0]
+    pos = jnp.where(ok, jnp.cumsum(ok, axis=-1) - 1, width)
+    rows = jnp.broadcast_to(jnp.arange(a)[:, None], pos.shape)
+    return jnp.full((a, width), fill, values.dtype).at[rows, pos].set(values, mode="drop")
+
+
 @partial(jax.jit, static_argnames=("cutoff", "capacity", "cell_capacity"))
 def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array,
                         special: jax.Array | None = None, *, cutoff: float,
                         capacity: int = 32, cell_capacity: int = 16) -> NeighborList:
-    """Build a half neighbour list with a sorted cell grid.
+    """Build a half neighbour list (each pair once) with a sorted cell grid.
+
+    Each atom looks at its own cell (partners ``j > i``) and the 13 cells of a half shell
+    (all partners), so every pair is found exactly once.
 
     Args:
       x: float32 [A, 3] positions.
       mask: [A] 1 for real atoms, 0 for padding (padding never appears in the list).
       exclusions: int32 [A, E] atoms that must not be paired with atom ``i`` (e.g. bonded
-        neighbours), padded with -1 (or any index outside ``[0, A)``). May have ``E = 0``.
+        neighbours), padded with -1 (or any index outside ``[0, A)``). Must be symmetric.
       special: int32 [A, F] or None: partners whose pairs are flagged in ``NeighborList.special``
-        (same padding convention). Both tables must be symmetric.
+        (same padding convention). Must be symmetric.
       cutoff: distance cutoff (Angstrom); also the cell edge.
       capacity: K, neighbours kept per atom.
       cell_capacity: M, atoms read per cell.
@@ -113,35 +127,40 @@ def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array,
     order = jnp.argsort(key)
     sorted_key = key[order]
 
-    nb = coords[:, None, :] + jnp.asarray(_OFFSETS)[None]                     # [A,27,3]
-    inside = jnp.all((nb >= 0) & (nb < dims), axis=-1)                        # [A,27]
-    nkey = jnp.where(inside, _linear(nb, dims), -1)                           # [A,27]
-    start = jnp.searchsorted(sorted_key, nkey, side="left")                   # [A,27]
-    stop = jnp.searchsorted(sorted_key, nkey, side="right")
+    offsets = jnp.asarray(_HALF_SHELL)                                        # [14,3]
+    nb = coords[:, None, :] + offsets[None]                                   # [A,14,3]
+    inside = jnp.all((nb >= 0) & (nb < dims), axis=-1)                        # [A,14]
+    nkey = jnp.where(inside, _linear(nb, dims), -1)
+    start = jnp.searchsorted(sorted_key, nkey, side="left", method="scan")    # [A,14]
+    stop = jnp.searchsorted(sorted_key, nkey, side="right", method="scan")
     cell_over = jnp.any(inside & mask[:, None] & (stop - start > cell_capacity))
 
-    slot = start[..., None] + jnp.arange(cell_capacity)                       # [A,27,M]
+    slot = start[..., None] + jnp.arange(cell_capacity)                       # [A,14,M]
     ok = (slot < stop[..., None]) & inside[..., None]
     j = order[jnp.clip(slot, 0, a - 1)]
-    j = j.reshape(a, -1)                                                      # [A,27M]
-    ok = ok.reshape(a, -1)
-    i = jnp.arange(a)[:, None]
-    ok &= (j > i) & mask[:, None] & mask[j]
+    i = jnp.arange(a)[:, None, None]
+    own_cell = (jnp.arange(offsets.shape[0]) == 0)[None, :, None]
+    ok &= jnp.where(own_cell, j > i, True)
+    j = j.reshape(a, -1)                                                      # [A,14M]
+    ok = ok.reshape(a, -1) & mask[:, None] & mask[j]
     d2 = jnp.sum((x[:, None, :] - x[j]) ** 2, axis=-1)
     ok &= d2 < cutoff * cutoff
-    if exclusions.shape[-1] > 0:
-        ok &= ~jnp.any(j[:, :, None] == exclusions[:, None, :], axis=-1)
 
-    count = jnp.sum(ok, axis=-1).astype(jnp.int32)
-    pos = jnp.cumsum(ok, axis=-1) - 1
-    pos = jnp.where(ok, pos, capacity)                                        # drop non-pairs
-    rows = jnp.broadcast_to(i, pos.shape)
-    idx = jnp.full((a, capacity), a, jnp.int32).at[rows, pos].set(j.astype(jnp.int32), mode="drop")
+    # Compact the pairs within the cutoff, then drop exclusions on the short table.
+    n_excl = exclusions.shape[-1]
+    wide = capacity + n_excl
+    count_all = jnp.sum(ok, axis=-1)
+    jj = _compact(j.astype(jnp.int32), ok, wide, a)                           # [A,K+E]
+    keep = jj < a
+    if n_excl > 0:
+        keep &= ~jnp.any(jj[:, :, None] == exclusions[:, None, :], axis=-1)
+    count = jnp.sum(keep, axis=-1).astype(jnp.int32)
+    idx = _compact(jj, keep, capacity, a)
     if special is not None and special.shape[-1] > 0:
         flag = jnp.any(idx[:, :, None] == special[:, None, :], axis=-1)
     else:
         flag = jnp.zeros(idx.shape, bool)
-    overflow = cell_over | jnp.any(count > capacity) | too_large
+    overflow = cell_over | jnp.any(count > capacity) | jnp.any(count_all > wide) | too_large
     return NeighborList(idx=idx, count=count, special=flag, reference=x, overflow=overflow)
 
 
@@ -171,8 +190,8 @@ def query_neighbors(points: jax.Array, point_mask: jax.Array, x: jax.Array, mask
     nb = qc[:, None, :] + jnp.asarray(_OFFSETS)[None]
     inside = jnp.all((nb >= 0) & (nb < dims), axis=-1)
     nkey = jnp.where(inside, _linear(nb, dims), -1)
-    start = jnp.searchsorted(sorted_key, nkey, side="left")
-    stop = jnp.searchsorted(sorted_key, nkey, side="right")
+    start = jnp.searchsorted(sorted_key, nkey, side="left", method="scan")
+    stop = jnp.searchsorted(sorted_key, nkey, side="right", method="scan")
     cell_over = jnp.any(inside & point_mask[:, None] & (stop - start > cell_capacity))
     slot = start[..., None] + jnp.arange(cell_capacity)
     ok = (slot < stop[..., None]) & inside[..., None]
@@ -182,9 +201,7 @@ def query_neighbors(points: jax.Array, point_mask: jax.Array, x: jax.Array, mask
     d2 = jnp.sum((points[:, None, :] - x[j]) ** 2, axis=-1)
     ok &= d2 < cutoff * cutoff
     count = jnp.sum(ok, axis=-1)
-    pos = jnp.where(ok, jnp.cumsum(ok, axis=-1) - 1, capacity)
-    rows = jnp.broadcast_to(jnp.arange(q)[:, None], pos.shape)
-    idx = jnp.full((q, capacity), a, jnp.int32).at[rows, pos].set(j.astype(jnp.int32), mode="drop")
+    idx = _compact(j.astype(jnp.int32), ok, capacity, a)
     return idx, cell_over | jnp.any(count > capacity) | too_large
 
 

@@ -6,7 +6,7 @@
    atoms) are rebuilt; complete side chains are kept unless ``rebuild_all=True``. A missing
    carbonyl O is built too. Glycine and UNK have nothing to build.
 2. **Rotamers.** For each rebuilt residue every rotamer of ``constants.rotamer_library``
-   (Lovell et al. 2000) is built with ideal geometry on the residue's backbone frame
+   (Lovell et al. 2000; the ``MAX_ROTAMERS`` most frequent) is built with ideal geometry on the residue's backbone frame
    (``foldlite.geometry.torsions.place_sidechains``), and scored by the steric overlap of its
    atoms beyond CB with the environment (backbone, kept side chains and the other rebuilt
    residues' current choice) plus a prior ``-log(frequency)``. The best rotamer is chosen per
@@ -17,8 +17,7 @@
    chis (``minimize(mode="chi")``): bond lengths and angles stay ideal while the side chains
    move out of clashes. ``foldlite.physics.refine`` afterwards relaxes all atoms.
 
-Shapes: proteins are atom37 ``[L,37,3]``; candidate rotamers ``[R,L,37,3]`` (R = the largest
-rotamer count of any residue type, 13).
+Shapes: proteins are atom37 ``[L,37,3]``; candidate rotamers ``[R,L,14,3]`` (R = MAX_ROTAMERS).
 """
 
 from __future__ import annotations
@@ -48,10 +47,13 @@ _BEYOND_CB14: np.ndarray = rc.restype_atom14_mask.copy()
 _BEYOND_CB14[:, :5] = 0.0
 
 
+#: Rotamers tried per residue: the most frequent ones of the library.
+MAX_ROTAMERS = 6
+
+
 def _rotamer_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """chis [21,R,4] (rad), prior [21,R] (-log frequency), mask [21,R]."""
-    counts = [len(rc.rotamer_library.get(n, [])) for n in rc.resnames]
-    r = max(max(counts), 1)
+    """chis [21,R,4] (rad), prior [21,R] (-log frequency), mask [21,R]; R = MAX_ROTAMERS."""
+    r = MAX_ROTAMERS
     chis = np.zeros((21, r, 4), np.float32)
     prior = np.zeros((21, r), np.float32)
     mask = np.zeros((21, r), np.float32)
@@ -60,9 +62,10 @@ def _rotamer_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if len(c) == 0:
             mask[i, 0] = 1.0  # no chis: a single "rotamer"
             continue
-        chis[i, : len(c)] = c
-        prior[i, : len(c)] = -np.log(np.maximum(f, 1e-3))
-        mask[i, : len(c)] = 1.0
+        top = np.argsort(-f, kind="stable")[:r]
+        chis[i, : len(top)] = c[top]
+        prior[i, : len(top)] = -np.log(np.maximum(f[top], 1e-3))
+        mask[i, : len(top)] = 1.0
     return chis, prior, mask
 
 
@@ -81,7 +84,7 @@ class PackConfig:
       clash_tolerance: overlap (A) below which rotamer atoms are not penalised.
     """
 
-    sweeps: int = 3
+    sweeps: int = 2
     prior_weight: float = 0.1
     chi_steps: int = 150
     chi_learning_rate: float = 0.05
@@ -237,7 +240,7 @@ def choose_rotamers(atom37: np.ndarray, mask37: np.ndarray, aatype: np.ndarray,
     env[cb_built, 4] = cand14[0, cb_built, 4]
     env_mask[cb_built, 4] = 1.0
     choice = np.zeros(L, np.int64)
-    capacity, cell_capacity = 32, 32
+    capacity, cell_capacity = 32, 16
     cols = np.arange(L)
     for sweep in range(config.sweeps + 1):
         if sweep > 0:

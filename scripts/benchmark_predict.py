@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Benchmark `foldlite predict`: time per stage and peak memory for several sequence lengths.
+
+Each length runs in its own process (so the peak memory is that length's), which predicts one
+record end to end twice with ``predict_batch`` -- parse, features, model, refinement, outputs:
+
+* ``first``: the first run in a fresh process. The executable comes from JAX's persistent
+  compilation cache when an earlier run filled it (run the script twice to see that case), else
+  it is compiled;
+* ``warm``: the same record again in the same process (compiled code in memory).
+
+Printed per length: padded length (bucket), compile time of the first run, warm stage times
+(features, model, refine, outputs), warm and first end-to-end times, and the peak resident
+memory of the process (plus peak device memory on accelerators that report it).
+
+The network's timings do not depend on the values of its weights, so without ``--weights`` the
+script uses a randomly initialised network of ``--config`` (default ``small``, the CPU model).
+
+    python scripts/benchmark_predict.py                      # 50 100 200 400 1000, small model
+    python scripts/benchmark_predict.py --lengths 100 --repeat-cached
+    python scripts/benchmark_predict.py --device gpu --config base
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Real sequences, repeated to reach the requested length (ubiquitin, GB1, villin HP35).
+_SOURCE = ("MQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG"
+           "MTYKLILNGKTLKGETTTEAVDAATAEKVFKQYANDNGVDGEWTYDDATKTFTVTE"
+           "LSDEDFKAVFGMTRSAFANLPLWKQQNLKKEKGLF")
+
+
+def sequence_of_length(n: int) -> str:
+    return (_SOURCE * (n // len(_SOURCE) + 1))[:n]
+
+
+def _peak_rss_mib() -> float:
+    # Linux reports ru_maxrss in KiB.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker(args: argparse.Namespace) -> dict:
+    from foldlite import outputs, pipeline
+    from foldlite.train.checkpoint import save_weights
+
+    work = Path(tempfile.mkdtemp(prefix="foldlite-bench-"))
+    weights = args.weights
+    t0 = time.perf_counter()
+    if weights is None:
+        params, cfg = pipeline.init_params(args.config, seed=0)
+        weights = work / f"untrained-{args.config}.npz"
+        save_weights(weights, params, cfg, {"name": f"untrained-{args.config}"})
+    t_init = time.perf_counter() - t0
+    fasta = work / "query.fasta"
+    fasta.write_text(f">bench{args.worker}\n{sequence_of_length(args.worker)}\n")
+    common = dict(weights=weights, device=args.device, chunk_size=args.chunk_size,
+                  num_recycles=args.num_recycles, refine=not args.no_refine,
+                  refine_steps=args.refine_steps, quiet=True)
+    runs = []
+    for i in range(2):
+        t = time.perf_counter()
+        res = pipeline.predict_batch(fasta, work / "out", overwrite=True, **common)
+        wall = time.perf_counter() - t
+        if not res.ok:
+            raise SystemExit(f"prediction failed: {res.rows[0].message}")
+        scores = outputs.read_scores(work / "out" / res.rows[0].dir)
+        runs.append({"wall": wall, "timings": scores["timings"]})
+    out = {
+        "length": args.worker, "padded": scores["padded_length"],
+        "device": scores["device"], "chunk_size": scores["chunk_size"],
+        "num_recycles": scores["num_recycles"], "init_weights_s": t_init,
+        "first_compile_s": runs[0]["timings"].get("compile", 0.0),
+        "first_e2e_s": runs[0]["wall"], "warm_e2e_s": runs[1]["wall"],
+        "warm": runs[1]["timings"], "peak_rss_mib": _peak_rss_mib(),
+    }
+    try:
+        import jax
+        stats = jax.devices(args.device)[0].memory_stats() if args.device else \
+            jax.devices()[0].memory_stats()
+        if stats and "peak_bytes_in_use" in stats:
+            out["peak_device_mib"] = stats["peak_bytes_in_use"] / 2**20
+    except Exception:  # noqa: BLE001 - not every backend reports memory
+        pass
+    return out
+
+
+def run_length(n: int, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(n), "--config", args.config]
+    for flag, value in (("--weights", args.weights), ("--device", args.device),
+                        ("--chunk-size", args.chunk_size), ("--num-recycles", args.num_recycles),
+                        ("--refine-steps", args.refine_steps)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    if args.no_refine:
+        cmd.append("--no-refine")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    if r.returncode != 0:
+        return {"length": n, "error": (r.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _fmt(v, f="{:.2f}") -> str:
+    return "-" if v is None else f.format(v)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200, 400, 1000])
+    p.add_argument("--config", default="small", help="model config for random weights")
+    p.add_argument("--weights", help="real weights instead of a random network")
+    p.add_argument("--device", choices=("cpu", "gpu", "tpu"))
+    p.add_argument("--chunk-size", type=int, help="attention chunk size (default: the model's)")
+    p.add_argument("--num-recycles", type=int, help="default: the model's")
+    p.add_argument("--refine-steps", type=int, help="default: the refinement's")
+    p.add_argument("--no-refine", action="store_true")
+    p.add_argument("--repeat-cached", action="store_true",
+                   help="run every length twice; report the second (persistent cache filled)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per length")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker is not None:
+        print(json.dumps(worker(args)))
+        return
+
+    import platform
+    print(f"# foldlite predict benchmark: config={args.config} weights={args.weights or 'random'} "
+          f"device={args.device or 'default'} chunk={args.chunk_size} "
+          f"recycles={args.num_recycles} refine={'off' if args.no_refine else args.refine_steps or 'default'}")
+    print(f"# {platform.node()} {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, python {platform.python_version()}")
+    header = ("length", "padded", "compile1", "features", "model", "refine", "outputs",
+              "e2e_warm", "e2e_first", "peak_MiB", "peak_dev_MiB")
+    print("\t".join(header))
+    results = []
+    for n in args.lengths:
+        if args.repeat_cached:
+            run_length(n, args)
+        r = run_length(n, args)
+        results.append(r)
+        if "error" in r:
+            print(f"{n}\terror: {r['error']}")
+            continue
+        w = r["warm"]
+        print("\t".join([str(n), str(r["padded"]), _fmt(r["first_compile_s"]),
+                         _fmt(w.get("features"), "{:.4f}"), _fmt(w.get("model")),
+                         _fmt(w.get("refine")), _fmt(w.get("outputs")), _fmt(r["warm_e2e_s"]),
+                         _fmt(r["first_e2e_s"]), _fmt(r["peak_rss_mib"], "{:.0f}"),
+                         _fmt(r.get("peak_device_mib"), "{:.0f}")]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
