@@ -864,6 +864,8 @@ del _default_frames, _atom14_pos, _ideal14, _i, _j, _k
 #     (res, "C", "+N") peptide bond (EH1991: 1.329 +- 0.014; use peptide_bond_length to get the
 #     1.341 +- 0.016 of a bond to a following proline), (res, "CA", "C", "+N"),
 #     (res, "O", "C", "+N"), (res, "-C", "N", "CA") (and (PRO, "-C", "N", "CD")).
+#   C-terminal carboxylate (not UNK): (res, "C", "OXT"), (res, "CA", "C", "OXT"),
+#     (res, "O", "C", "OXT").
 # Sources: Bio.PDB.ic_data means and sds (generated block above, PISCES set) wherever that table
 # has the bond or angle (mean and sd of the entry with the largest count); EH1991/EH2001 as noted
 # otherwise; entries listed in ``ideal_geometry_derived`` are measured on this module's ideal
@@ -979,6 +981,14 @@ def _build_bonds():
         bang[(name, "O", "C", "+N")] = (np.deg2rad(360.0 - a_caco - a_cacn),
                                         np.deg2rad(engh_huber(("O", "C", "+N"))[1]))
         derived.add((name, "O", "C", "+N"))
+        # C-terminal OXT (ic_data CA-C-OXT hedra; O-C-OXT from the planar carboxylate).
+        hed = _ic_lookup(name, "CA", "C", "OXT")
+        if hed is not None:
+            blen[(name, "C", "OXT")] = (hed[4], hed[5])
+            bang[(name, "CA", "C", "OXT")] = (np.deg2rad(hed[2]), np.deg2rad(hed[3]))
+            bang[(name, "O", "C", "OXT")] = (np.deg2rad(360.0 - a_caco - hed[2]),
+                                             np.deg2rad(hed[3]))
+            derived.add((name, "O", "C", "OXT"))
         if name == "PRO":
             # Planar N: -C-N-CD = 360 - (-C-N-CA) - (CA-N-CD); sd from EH1991 (-C-N-CA, PRO).
             a_cnca = np.rad2deg(bang[(name, "-C", "N", "CA")][0])

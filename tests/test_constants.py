@@ -182,6 +182,11 @@ def test_ideal_angles_match_built_coordinates():
             assert (name,) + key in rc.ideal_bond_length
         for key in (("CA", "C", "+N"), ("O", "C", "+N"), ("-C", "N", "CA")):
             assert (name,) + key in rc.ideal_bond_angle
+        if name != "UNK":
+            assert 1.2 < rc.ideal_bond_length[(name, "C", "OXT")][0] < 1.3
+            s_oxt = sum(rc.ideal_bond_angle[(name,) + k][0] for k in
+                        (("CA", "C", "O"), ("CA", "C", "OXT"), ("O", "C", "OXT")))
+            assert abs(s_oxt - 2 * np.pi) < 1e-6
         # the carbonyl carbon is planar: the three angles at C sum to 360 degrees
         s = sum(rc.ideal_bond_angle[(name,) + k][0] for k in
                 (("CA", "C", "O"), ("CA", "C", "+N"), ("O", "C", "+N")))

@@ -4,8 +4,6 @@ traced recycling, gradients, ideal geometry of the output atoms, bfloat16 trunk,
 from __future__ import annotations
 
 import dataclasses
-import functools
-
 import haiku as hk
 import jax
 import jax.numpy as jnp
@@ -88,10 +86,24 @@ def sequence():
     return np.random.default_rng(0).integers(0, 20, L_REAL).astype(np.int32)
 
 
+#: XLA options for tests: compile time dominates at these tiny sizes, run time is negligible
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def compile_fast(fn, *args):
+    """``jax.jit(fn)`` compiled for ``args`` with cheap XLA optimisation settings."""
+    lowered = jax.jit(fn).lower(*args)
+    try:
+        return lowered.compile(compiler_options=FAST_COMPILE)
+    except Exception:  # option names unknown to this XLA version: compile normally
+        return lowered.compile()
+
+
 @pytest.fixture(scope="module")
 def params(model, sequence):
     f = make_features(sequence, pad_to=N_PAD)
-    p = jax.jit(model.init, static_argnums=2)(jax.random.PRNGKey(0), f, 0)
+    key = jax.random.PRNGKey(0)
+    p = compile_fast(lambda k, f: model.init(k, f, 0), key, f)(key, f)
     # Zero-initialised output layers ("final" init) make many gradients exactly zero at init;
     # perturb every parameter so that the tests see a generic network.
     leaves, tree = jax.tree_util.tree_flatten(p)
@@ -100,21 +112,30 @@ def params(model, sequence):
     return jax.tree_util.tree_unflatten(tree, leaves)
 
 
-@functools.lru_cache(maxsize=None)
-def _jit_apply(model):
-    return jax.jit(model.apply, static_argnames=("num_recycles", "is_training", "chunk_size"))
+def forward(model, params, features, num_recycles, chunk_size=None):
+    """Compiled forward pass with a traced ``num_recycles``."""
+    r = jnp.int32(num_recycles)
+    fn = compile_fast(lambda p, f, r: model.apply(p, None, f, r, chunk_size=chunk_size),
+                      params, features, r)
+    return fn, fn(params, features, r)
 
 
 @pytest.fixture(scope="module")
 def out_unpadded(model, params, sequence):
-    f = make_features(sequence)
-    return _jit_apply(model)(params, None, f, num_recycles=1)
+    return forward(model, params, make_features(sequence), 1)[1]
 
 
 @pytest.fixture(scope="module")
-def out_padded(model, params, sequence):
+def padded_runs(model, params, sequence):
     f = make_features(sequence, pad_to=N_PAD)
-    return _jit_apply(model)(params, None, f, num_recycles=1)
+    fn, out1 = forward(model, params, f, 1)
+    out0 = fn(params, f, jnp.int32(0))
+    return out1, out0
+
+
+@pytest.fixture(scope="module")
+def out_padded(padded_runs):
+    return padded_runs[0]
 
 
 def _real_part(out: ModelOutput, n: int) -> dict:
@@ -175,17 +196,16 @@ def test_padding_does_not_change_real_residues(out_unpadded, out_padded):
 def test_chunked_equals_unchunked(model, params, sequence, out_padded):
     f = make_features(sequence, pad_to=N_PAD)
     # 5 does not divide 16: the last chunk is padded
-    out = _jit_apply(model)(params, None, f, num_recycles=1, chunk_size=5)
+    out = forward(model, params, f, 1, chunk_size=5)[1]
     _assert_close(_real_part(out, N_PAD), _real_part(out_padded, N_PAD), atol=2e-4)
 
 
-def test_traced_num_recycles_matches_static(model, params, sequence, out_padded):
+def test_static_num_recycles_matches_traced(model, params, sequence, padded_runs):
+    out1, out0 = padded_runs
     f = make_features(sequence, pad_to=N_PAD)
-    traced = jax.jit(lambda p, f, r: model.apply(p, None, f, r))
-    out = traced(params, f, jnp.int32(1))
-    _assert_close(_real_part(out, N_PAD), _real_part(out_padded, N_PAD), atol=2e-4)
-    out0 = traced(params, f, jnp.int32(0))
-    assert not np.allclose(np.asarray(out0.atom37), np.asarray(out.atom37), atol=1e-3), \
+    static = compile_fast(lambda p, f: model.apply(p, None, f, 0), params, f)(params, f)
+    _assert_close(_real_part(static, N_PAD), _real_part(out0, N_PAD), atol=2e-4)
+    assert not np.allclose(np.asarray(out0.atom37), np.asarray(out1.atom37), atol=1e-3), \
         "recycling had no effect"
 
 
@@ -200,7 +220,8 @@ def test_gradients_finite_and_nonzero_for_every_parameter(model, params, sequenc
         return sum(jnp.sum(jax.random.normal(k, x.shape) * x) / np.sqrt(x.size)
                    for k, x in zip(keys, leaves))
 
-    grads = jax.jit(jax.grad(loss_fn))(params, jax.random.PRNGKey(3), jnp.int32(1))
+    args = (params, jax.random.PRNGKey(3), jnp.int32(1))
+    grads = compile_fast(jax.grad(loss_fn), *args)(*args)
     flat = jax.tree_util.tree_flatten_with_path(grads)[0]
     assert len(flat) > 50
     for path, g in flat:
@@ -244,17 +265,17 @@ def test_output_atoms_have_ideal_geometry(out_padded, sequence):
     assert checked_bonds > 3 * L_REAL
 
 
-def test_bfloat16_trunk(cfg, params, sequence, out_padded):
-    cfg16 = dataclasses.replace(cfg, dtype="bfloat16")
-    model16 = make_model(cfg16)
+def test_bfloat16_trunk(cfg, params, sequence, padded_runs):
+    out_f32 = padded_runs[1]
+    model16 = make_model(dataclasses.replace(cfg, dtype="bfloat16"))
     f = make_features(sequence, pad_to=N_PAD)
-    out = jax.jit(model16.apply, static_argnums=3)(params, None, f, 1)
+    out = compile_fast(lambda p, f: model16.apply(p, None, f, 0), params, f)(params, f)
     for leaf in jax.tree_util.tree_leaves(out):
         assert leaf.dtype == jnp.float32  # geometry and outputs stay float32
         assert np.all(np.isfinite(np.asarray(leaf)))
     # same network at lower precision: logits agree roughly
     a = np.asarray(out.distogram_logits)
-    b = np.asarray(out_padded.distogram_logits)
+    b = np.asarray(out_f32.distogram_logits)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from foldlite import constants as rc
 from foldlite.data.features import Features
+from foldlite.geometry.rigid import Rigid
 from foldlite.model.layers import LayerNorm, Linear
 
 #: input feature width: residue type one-hot (21) + profile (20) + has_profile (1)
@@ -61,6 +62,16 @@ def pseudo_beta(atom37: jnp.ndarray, aatype: jnp.ndarray) -> jnp.ndarray:
     has_cb = jnp.asarray(rc.restype_atom37_mask[:, rc.atom_order["CB"]])[aatype] > 0
     return jnp.where(has_cb[:, None], atom37[:, rc.atom_order["CB"]],
                      atom37[:, rc.atom_order["CA"]])
+
+
+def pseudo_beta_from_frames(frames: Rigid, aatype: jnp.ndarray) -> jnp.ndarray:
+    """[N, 3] pseudo-beta positions straight from backbone frames [N]: the ideal CB (part of the
+    backbone rigid group, so no torsion is needed), CA for glycine and unknown residues.
+    Equal to ``pseudo_beta`` of the atoms built from the same frames."""
+    cb = 4  # atom14 slot of CB in every residue type that has one (N, CA, C, O, CB, ...)
+    local = (rc.restype_atom14_rigid_group_positions[:, cb]
+             * rc.restype_atom14_mask[:, cb, None])  # [21, 3]; zeros (= CA) without CB
+    return frames.apply(jnp.asarray(local)[aatype])
 
 
 def distogram_one_hot(positions: jnp.ndarray, min_bin: float, max_bin: float,

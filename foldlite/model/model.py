@@ -32,7 +32,7 @@ import numpy as np
 from foldlite.data.features import Features
 from foldlite.geometry.rigid import Rigid
 from foldlite.model.config import ModelConfig
-from foldlite.model.embed import InputEmbedder, RecyclingEmbedder, pseudo_beta
+from foldlite.model.embed import InputEmbedder, RecyclingEmbedder, pseudo_beta_from_frames
 from foldlite.model.heads import DistogramHead, PAEHead, PLDDTHead, SecondaryStructureHead
 from foldlite.model.structure import StructureModule
 from foldlite.model.trunk import Trunk
@@ -70,8 +70,9 @@ class _Pass(hk.Module):
         super().__init__(name=name)
         self.cfg = cfg
 
-    def __call__(self, features: Features, prev: dict, is_training: bool, chunk_size: int
-                 ) -> tuple[ModelOutput, dict]:
+    def __call__(self, features: Features, prev: dict, is_training: bool, chunk_size: int,
+                 recycle_only: bool = False) -> tuple[ModelOutput | None, dict]:
+        """Returns ``(outputs, state to recycle)``; ``recycle_only`` skips atoms and heads."""
         cfg = self.cfg
         aatype = jnp.asarray(features.aatype, jnp.int32)
         mask = jnp.asarray(features.mask, jnp.float32)
@@ -80,7 +81,13 @@ class _Pass(hk.Module):
                                  cfg.recycle.num_bins)(s, z, prev["single"], prev["pair"],
                                                        prev["positions"])
         s, z = Trunk(cfg)(s, z, mask, is_training=is_training, chunk_size=chunk_size)
-        st = StructureModule(cfg.structure)(s, z, aatype, mask, is_training=is_training)
+        structure = StructureModule(cfg.structure)
+        if recycle_only:
+            frames, _ = structure(s, z, aatype, mask, is_training=is_training,
+                                  compute_atoms=False)
+            return None, {"single": s, "pair": z,
+                          "positions": pseudo_beta_from_frames(frames, aatype)}
+        st = structure(s, z, aatype, mask, is_training=is_training)
         out = ModelOutput(
             frames=st.frames, traj_frames=st.traj_frames, sidechain_frames=st.sidechain_frames,
             torsions=st.torsions, unnormalized_torsions=st.unnormalized_torsions,
@@ -91,7 +98,8 @@ class _Pass(hk.Module):
             pae_logits=PAEHead()(z),
             ss_logits=SecondaryStructureHead()(s),
             single=st.single)
-        new_prev = {"single": s, "pair": z, "positions": pseudo_beta(st.atom37, aatype)}
+        new_prev = {"single": s, "pair": z,
+                    "positions": pseudo_beta_from_frames(st.frames, aatype)}
         return out, new_prev
 
 
@@ -121,7 +129,7 @@ class FoldliteModel(hk.Module):
 
         def body(carry):
             i, prev_ = carry
-            _, new_prev = one_pass(features, prev_, is_training, chunk)
+            _, new_prev = one_pass(features, prev_, is_training, chunk, recycle_only=True)
             return i + 1, jax.tree_util.tree_map(jax.lax.stop_gradient, new_prev)
 
         static = isinstance(num_recycles, (int, np.integer))

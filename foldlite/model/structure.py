@@ -97,8 +97,8 @@ class StructureModule(hk.Module):
         self.cfg = cfg
 
     def __call__(self, s: jnp.ndarray, z: jnp.ndarray, aatype: jnp.ndarray, mask: jnp.ndarray,
-                 *, is_training: bool = False, initial_frames: Rigid | None = None
-                 ) -> StructureOutput:
+                 *, is_training: bool = False, initial_frames: Rigid | None = None,
+                 compute_atoms: bool = True) -> StructureOutput | tuple[Rigid, jnp.ndarray]:
         """
         Args:
           s: [N, C_s] single representation from the trunk.
@@ -106,6 +106,7 @@ class StructureModule(hk.Module):
           aatype: [N] residue types.
           mask: [N] 1 for real residues.
           initial_frames: Rigid [N] in Angstrom to start from (default: identity frames).
+          compute_atoms: False returns only ``(final frames, final single)`` (recycling passes).
         """
         cfg = self.cfg
         s = s.astype(jnp.float32)
@@ -143,11 +144,19 @@ class StructureModule(hk.Module):
             out = (t_.scale_translation(cfg.position_scale), raw)
             return (s_, t_.stop_rot_gradient()), out
 
-        (s, _), (traj, raw_traj) = hk.scan(iteration, (s, frames), None,
-                                           length=cfg.num_iterations)
+        if hk.running_init():
+            # one iteration creates every (shared) parameter; skip compiling a scan at init
+            (s, _), (t_out, raw_out) = iteration((s, frames), None)
+            traj, raw_traj = jax.tree_util.tree_map(
+                lambda x: jnp.broadcast_to(x, (cfg.num_iterations,) + x.shape), (t_out, raw_out))
+        else:
+            (s, _), (traj, raw_traj) = hk.scan(iteration, (s, frames), None,
+                                               length=cfg.num_iterations)
         final = traj[-1]
         raw = raw_traj[-1]
         torsions = normalize_torsions(raw)
+        if not compute_atoms:
+            return final, s
         sc_frames, atom14, atom14_mask, atom37, atom37_mask = build_atoms(
             final, torsions, aatype, mask)
         return StructureOutput(frames=final, traj_frames=traj, sidechain_frames=sc_frames,

@@ -277,7 +277,7 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
                    residue_index: np.ndarray, *, insertion_code=None,
                    residue_weight: np.ndarray | None = None, restraint_weight: float = 10.0,
                    cis_nonproline: bool = False, max_peptide_bond: float = 4.0,
-                   pad: bool = True
+                   chain_breaks: np.ndarray | None = None, pad: bool = True
                    ) -> tuple[Topology, AtomLayout]:
     """Build the flat topology of one chain.
 
@@ -291,6 +291,8 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
       cis_nonproline: keep cis peptide bonds before any residue (default: before proline only).
       max_peptide_bond: longest C(i)-N(i+1) (A) still treated as a bond between consecutive
         residues.
+      chain_breaks: optional bool [L-1]: never link residue i to i+1 where True (chain ends when
+        several chains are refined together).
       pad: pad every table to a bucketed size.
 
     Returns:
@@ -329,6 +331,8 @@ def build_topology(aatype: np.ndarray, positions: np.ndarray, mask: np.ndarray,
         return int(index37[i, rc.atom_order[name]])
 
     linked = chain_links(positions, mask, residue_index, insertion_code, max_peptide_bond)
+    if chain_breaks is not None and L > 1:
+        linked = linked & ~np.asarray(chain_breaks, bool)
 
     # Disulfides from the input geometry.
     sg = rc.atom_order["SG"]

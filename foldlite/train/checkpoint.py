@@ -100,7 +100,10 @@ def unflatten_like(template: Any, values: dict[str, np.ndarray], where: str = "c
         if tuple(v.shape) != tuple(ref_shape):
             raise InputError(f"{where}: {k} has shape {tuple(v.shape)}, the model expects "
                              f"{tuple(ref_shape)}")
-        out.append(np.asarray(v, dtype=np.asarray(ref).dtype if hasattr(ref, "dtype") else None))
+        dtype = ref.dtype if hasattr(ref, "dtype") else np.asarray(ref).dtype
+        if np.dtype(dtype).kind != np.asarray(v).dtype.kind:
+            raise InputError(f"{where}: {k} has dtype {v.dtype}, the model expects {dtype}")
+        out.append(np.asarray(v, dtype=dtype))
     return jax.tree_util.tree_unflatten(treedef, out)
 
 

@@ -113,20 +113,16 @@ def _pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
 # Prediction
 # --------------------------------------------------------------------------------------------
 
-class Predictor:
-    """Runs a model on unbatched examples padded to length buckets (one compilation per bucket).
+_PREDICT_FNS: dict[Any, Any] = {}
 
-    Args:
-      model: ``hk.Transformed`` from ``foldlite.model.make_model``.
-      params: its parameters.
-      num_recycles: recycles at inference.
-    """
 
-    def __init__(self, model: Any, params: Any, num_recycles: int = 3):
+def _predict_fn(model_cfg: Any) -> Any:
+    """Jitted ``(params, features, num_recycles) -> outputs`` for a model config (cached)."""
+    if model_cfg not in _PREDICT_FNS:
+        from foldlite.model import make_model
         from foldlite.model.heads import plddt_from_logits, ptm_from_logits
 
-        self.params = jax.device_put(params)
-        self.num_recycles = int(num_recycles)
+        model = make_model(model_cfg)
 
         def fn(params, features, num_recycles):
             out = model.apply(params, None, features, num_recycles, is_training=False)
@@ -134,7 +130,24 @@ class Predictor:
                     "plddt": plddt_from_logits(out.plddt_logits),
                     "ptm": ptm_from_logits(out.pae_logits, features.mask)}
 
-        self._fn = jax.jit(fn)
+        _PREDICT_FNS[model_cfg] = jax.jit(fn)
+    return _PREDICT_FNS[model_cfg]
+
+
+class Predictor:
+    """Runs a model on unbatched examples padded to length buckets (one compilation per bucket
+    and model config in a process).
+
+    Args:
+      model_cfg: the ``ModelConfig``.
+      params: its parameters.
+      num_recycles: recycles at inference.
+    """
+
+    def __init__(self, model_cfg: Any, params: Any, num_recycles: int = 3):
+        self.params = jax.device_put(params)
+        self.num_recycles = int(num_recycles)
+        self._fn = _predict_fn(model_cfg)
 
     def __call__(self, features: Features) -> dict[str, np.ndarray]:
         """Predict one chain (``Features`` [L], unpadded). Returns numpy arrays cut to ``L``:
@@ -342,7 +355,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from foldlite.model import make_model
     from foldlite.train.checkpoint import load_weights
 
     weights = Path(args.weights) if args.weights else default_weights_path()
@@ -366,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
     if not examples:
         raise InputError("no chains to evaluate (check the split and the length limits)")
     recycles = model_cfg.recycle.num_recycles if args.recycles is None else args.recycles
-    predictor = Predictor(make_model(model_cfg), params, num_recycles=recycles)
+    predictor = Predictor(model_cfg, params, num_recycles=recycles)
     t0 = time.time()
     summary = evaluate_examples(predictor, examples, seed=args.seed, progress=args.progress)
     summary = {"weights": str(weights), "weights_sha256": fileio.sha256_file(weights),

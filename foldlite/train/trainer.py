@@ -185,15 +185,31 @@ def make_train_step(model: Any, cfg: TrainConfig, optimizer: optax.GradientTrans
 
 def init_state(model: Any, cfg: TrainConfig, example: Features,
                optimizer: optax.GradientTransformation) -> TrainState:
-    """Fresh parameters (seeded by ``cfg.seed``), optimiser state and EMA (= params)."""
+    """Fresh parameters (seeded by ``cfg.seed``), optimiser state and EMA (= params).
+
+    Pure function of its arguments: under ``jax.eval_shape`` it gives the state's structure
+    without computing anything (the template a checkpoint is loaded into).
+    """
     rng = jax.random.PRNGKey(cfg.seed)
     init_key, run_key = jax.random.split(rng)
-    params = jax.jit(lambda k, f: model.init(k, f, num_recycles=0, is_training=False))(
-        init_key, example)
+    params = model.init(init_key, example, num_recycles=0, is_training=False)
     params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params)
     return TrainState(params=params, opt_state=optimizer.init(params),
                       ema_params=jax.tree_util.tree_map(jnp.array, params),
                       step=jnp.zeros((), jnp.int32), rng=run_key)
+
+
+#: Jitted functions shared by trainers of the same model and training settings in one process
+#: (tests and notebooks build several trainers; compiling the step is what takes time).
+_JIT_CACHE: dict[Any, Any] = {}
+
+
+def _step_cache_key(cfg: TrainConfig) -> TrainConfig:
+    """The part of ``cfg`` that the compiled step depends on."""
+    from foldlite.train.config import CheckpointConfig, EvalConfig
+    return dataclasses.replace(cfg, name="", log_dir=None, evaluation=EvalConfig(),
+                               checkpoint=CheckpointConfig(), log_interval=1, max_nonfinite=1,
+                               data=dataclasses.replace(cfg.data, path="", splits=None))
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,26 +345,41 @@ class Trainer:
         self.replicated = jax.sharding.NamedSharding(self.mesh, P())
         self.batch_sharding = jax.sharding.NamedSharding(self.mesh, P("data"))
         self.optimizer = make_optimizer(cfg)
-        self._step_fn = jax.jit(
-            make_train_step(self.model, cfg, self.optimizer),
-            static_argnums=(2,), donate_argnums=(0,),
-            out_shardings=(self.replicated, self.replicated))
+        devices = tuple(d.id for d in self.mesh.devices.flat)
+        key = ("step", self.model_cfg, _step_cache_key(cfg), devices)
+        if key not in _JIT_CACHE:
+            _JIT_CACHE[key] = jax.jit(
+                make_train_step(self.model, cfg, self.optimizer),
+                static_argnums=(2,), donate_argnums=(0,),
+                out_shardings=(self.replicated, self.replicated))
+        self._step_fn = _JIT_CACHE[key]
+        key = ("init", self.model_cfg, _step_cache_key(cfg))
+        if key not in _JIT_CACHE:
+            model, optimizer = self.model, self.optimizer
+            _JIT_CACHE[key] = jax.jit(lambda ex: init_state(model, cfg, ex, optimizer))
+        self._init_fn = _JIT_CACHE[key]
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.checkpoint.keep)
         self.log_path = self.run_dir / "metrics.jsonl"
 
     # ---------------------------------------------------------------- state
+    def _example(self) -> Features:
+        return jax.tree_util.tree_map(lambda x: x[0], self.data.example_features())
+
     def initial_state(self) -> TrainState:
-        example = jax.tree_util.tree_map(lambda x: x[0], self.data.example_features())
-        return init_state(self.model, self.cfg, example, self.optimizer)
+        """Freshly initialised state (host numpy)."""
+        return to_host(self._init_fn(self._example()))
+
+    def state_template(self) -> TrainState:
+        """Shapes and dtypes of the state (``jax.ShapeDtypeStruct`` leaves; nothing computed)."""
+        return jax.eval_shape(self._init_fn, self._example())
 
     def _load_or_init(self) -> TrainState:
-        template = to_host(self.initial_state())
         if not self.resume:
-            return template
+            return self.initial_state()
         latest = self.checkpoints.latest()
         if latest is None:
             raise ConfigError(f"--resume: no checkpoint in {self.checkpoints.directory}")
-        state, extra = load_checkpoint(latest, template)
+        state, extra = load_checkpoint(latest, self.state_template())
         saved = extra.get("config")
         if saved is not None:
             mine = to_dict(self.cfg)
@@ -406,14 +437,14 @@ class Trainer:
         """Validation metrics on the fixed validation subset (process 0; others get {})."""
         from foldlite.train.evaluate import Predictor, evaluate_examples
 
-        if not self.is_main:
-            return {}
         ev = self.cfg.evaluation
         params = to_host(state.ema_params if ev.use_ema else state.params)
+        if not self.is_main:
+            return {}
         examples = self.data.validation_examples()
         if not examples:
             return {}
-        predictor = Predictor(self.model, params, num_recycles=ev.num_recycles)
+        predictor = Predictor(self.model_cfg, params, num_recycles=ev.num_recycles)
         summary = evaluate_examples(predictor, examples, baselines=False)
         return {k: v for k, v in summary["mean"]["model"].items()}
 

@@ -1,0 +1,422 @@
+"""Refinement: gradient descent on foldlite's energy makes a structure physically sound.
+
+``refine(protein, plddt=None, *, config=RefineConfig(), record_trajectory=False)`` returns the
+refined ``Protein`` and a ``RefineReport``. The steps:
+
+1. **Check the input** (``sidechains.check_backbone``): every residue needs N, CA and C, and the
+   coordinates must be finite, else ``InputError`` naming the residues. Non-standard residues
+   (UNK: modified amino acids the reader could not map) are refined as backbone only (N, CA,
+   C, O) and listed in the report.
+2. **Side chains**: incomplete side chains (and all of them unless ``keep_sidechains``) are
+   built from rotamers and their chis optimised (``sidechains.pack_sidechains``).
+3. **Topology** (``topology.build_topology``): bonds, angles, peptide planarity, chirality,
+   exclusions; restraints to the starting heavy atoms with weight ``restraint_weight`` per A^2,
+   scaled per residue by ``(pLDDT / 100)^2`` when a pLDDT is given (confident regions barely
+   move); side-chain atoms built in step 2 are not restrained.
+4. **Minimise** (``minimize.run_minimizer``): L-BFGS (or Adam) in one jitted loop until the
+   gradient RMS or the energy change is below tolerance or ``max_steps``. As in AlphaFold2's
+   relax, when violations remain the restraints of the violating residues are released and the
+   minimisation is repeated (at most ``max_rounds`` rounds).
+5. **Report** (``RefineReport``): energy per term before and after, violations, clashes, bond
+   and angle RMSZ, omega, chirality (``validation.geometry_metrics``) before and after, CA RMSD
+   moved, steps, rounds, time, and optionally trajectory frames.
+
+Command line: ``foldlite refine IN.pdb -o OUT.pdb [--restraint-weight W] [--max-steps N]
+[--keep-sidechains | --no-keep-sidechains] [--plddt-from-bfactors] [--report REPORT.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Literal, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from foldlite import constants as rc
+from foldlite.errors import ConfigError, InputError
+from foldlite.physics import energy as E
+from foldlite.physics.minimize import MinSettings, run_minimizer
+from foldlite.physics.neighbors import build_neighbor_list
+from foldlite.physics.sidechains import (SIDECHAIN_MASK37, PackConfig, check_backbone,
+                                         incomplete_sidechains, pack_sidechains)
+from foldlite.physics.topology import build_topology
+from foldlite.physics.validation import geometry_metrics, violating_atoms
+
+_CA = rc.atom_order["CA"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineConfig:
+    """Refinement settings (load from YAML with ``foldlite.config.from_dict``).
+
+    Attributes:
+      max_steps: optimiser steps per round (a cap; the stopping rule usually ends earlier).
+      max_rounds: minimisation rounds; after a round with violations, the restraints of the
+        violating residues are released (AlphaFold2's relax loop).
+      restraint_weight: harmonic restraint on heavy atoms to their start, per A^2 (in units of the
+        energy, where a bond one sd off costs 0.5). 0 = unrestrained.
+      restraint_flat_bottom: free radius (A) before the restraint acts.
+      plddt_weighting: scale restraints per residue by (pLDDT/100)^2 when a pLDDT is given.
+      optimizer: "lbfgs" or "adam".
+      learning_rate: Adam step size (A), decayed x0.05 over ``max_steps``.
+      grad_tol: stop when the gradient RMS per coordinate is below this (energy units / A).
+      energy_tol: stop when the relative energy change stays below this for ``patience`` steps.
+      patience: see ``energy_tol``.
+      keep_sidechains: keep complete side chains of the input (else rebuild all).
+      cis_nonproline: keep cis peptide bonds before any residue type (default: proline only).
+      max_peptide_bond: longest C(i)-N(i+1) (A) still treated as a peptide bond between
+        consecutively numbered residues.
+      neighbor_skin: Verlet skin (A) of the neighbour list.
+      energy: term weights (``EnergyWeights``).
+      pack: side-chain packing settings (``PackConfig``).
+      trajectory_every: steps between trajectory frames when a trajectory is recorded.
+    """
+
+    max_steps: int = 1000
+    max_rounds: int = 3
+    restraint_weight: float = 10.0
+    restraint_flat_bottom: float = 0.0
+    plddt_weighting: bool = True
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    learning_rate: float = 0.02
+    grad_tol: float = 0.1
+    energy_tol: float = 1e-6
+    patience: int = 10
+    keep_sidechains: bool = True
+    cis_nonproline: bool = False
+    max_peptide_bond: float = 4.0
+    neighbor_skin: float = 1.0
+    energy: E.EnergyWeights = E.EnergyWeights()
+    pack: PackConfig = PackConfig()
+    trajectory_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.max_rounds < 1:
+            raise ConfigError("refine: max_steps and max_rounds must be at least 1")
+        if self.restraint_weight < 0:
+            raise ConfigError("refine: restraint_weight must be >= 0")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise ConfigError(f"refine: optimizer {self.optimizer!r} is not 'lbfgs' or 'adam'")
+        if self.trajectory_every < 1:
+            raise ConfigError("refine: trajectory_every must be at least 1")
+
+
+@dataclasses.dataclass
+class RefineReport:
+    """What refinement did (``to_dict()`` for JSON).
+
+    energy_before / energy_after: {term: value, "total": value} (energy units; see
+      ``foldlite.physics.energy``), with the restraints of the start.
+    metrics_before / metrics_after: ``validation.geometry_metrics`` (violations by AlphaFold2's
+      definitions, clashes, RMSZ, omega, chirality).
+    ca_rmsd: CA RMSD (A) between the refined and the starting structure (no superposition; the
+      restraints keep the frame).
+    steps, rounds, converged, time_s, num_residues, num_atoms, rebuilt_sidechains,
+    nonstandard_residues (residue ids refined as backbone only), timings (per stage, s).
+    trajectory: optional [F, L, 37, 3] frames of the minimisation (None unless recorded).
+    """
+
+    energy_before: dict
+    energy_after: dict
+    metrics_before: dict
+    metrics_after: dict
+    ca_rmsd: float
+    steps: int
+    rounds: int
+    converged: bool
+    time_s: float
+    num_residues: int
+    num_atoms: int
+    rebuilt_sidechains: int
+    nonstandard_residues: list
+    timings: dict
+    trajectory: np.ndarray | None = None
+
+    @property
+    def violations_before(self) -> int:
+        return int(self.metrics_before["violations"])
+
+    @property
+    def violations_after(self) -> int:
+        return int(self.metrics_after["violations"])
+
+    @property
+    def clashes_before(self) -> int:
+        return int(self.metrics_before["clashes"])
+
+    @property
+    def clashes_after(self) -> int:
+        return int(self.metrics_after["clashes"])
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the trajectory is summarised by its frame count)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "trajectory"}
+        out["trajectory_frames"] = 0 if self.trajectory is None else int(len(self.trajectory))
+        for k in ("violations_before", "violations_after", "clashes_before", "clashes_after"):
+            out[k] = getattr(self, k)
+        return _plain(out)
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer, np.bool_)):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def energy_report(x, topo, weights: E.EnergyWeights) -> dict:
+    """Each weighted energy term and the total at positions ``x`` (floats)."""
+    capacity, cell = 48, 32
+    while True:
+        nl = build_neighbor_list(x, topo.atom_mask, topo.exclusions, topo.one_five,
+                                 cutoff=2 * 1.8 + weights.attraction_width + 0.1,
+                                 capacity=capacity, cell_capacity=cell)
+        if not bool(nl.overflow) or capacity >= 4096:
+            break
+        capacity, cell = capacity * 2, cell * 2
+    terms = _energy_terms(x, topo, nl, weights)
+    out = {k: float(v) for k, v in terms.items()}
+    out["total"] = float(sum(out.values()))
+    return out
+
+
+_energy_terms = jax.jit(E.energy_terms, static_argnames=("weights",))
+
+
+def _residue_weights(protein, plddt, config: RefineConfig) -> np.ndarray:
+    L = protein.length
+    if plddt is None or not config.plddt_weighting:
+        return np.ones(L, np.float32)
+    p = np.asarray(plddt, np.float32).reshape(-1)
+    if p.shape != (L,):
+        raise InputError(f"plddt has {p.size} values for {L} residues")
+    if np.nanmax(p) <= 1.0 + 1e-6:  # given as fractions
+        p = p * 100.0
+    p = np.clip(np.nan_to_num(p, nan=50.0), 0.0, 100.0)
+    return (p / 100.0) ** 2
+
+
+def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
+           record_trajectory: bool = False, source: str = "structure"):
+    """Refine ``protein`` (see the module docstring).
+
+    Args:
+      protein: ``foldlite.protein.Protein`` (one chain), or a sequence of them (refined together,
+        so chains cannot clash; then a list is returned).
+      plddt: optional per-residue confidence [L] (0-100 or 0-1); a list for several chains.
+      config: ``RefineConfig``.
+      record_trajectory: keep frames every ``config.trajectory_every`` steps in the report.
+      source: name of the input, for error messages.
+    Returns:
+      (refined Protein (or list), RefineReport).
+    """
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    many = isinstance(protein, (list, tuple))
+    chains = list(protein) if many else [protein]
+    if not chains:
+        raise InputError(f"{source}: no protein chains to refine")
+    plddts = list(plddt) if (many and plddt is not None) else [plddt]
+    if many and plddt is not None and len(plddts) != len(chains):
+        raise InputError("refine: one pLDDT array per chain is needed")
+    for c in chains:
+        check_backbone(c, source)
+
+    # Side chains.
+    t = time.perf_counter()
+    packed, rebuilt = [], []
+    for c in chains:
+        need = (np.ones(c.length, bool) if not config.keep_sidechains
+                else incomplete_sidechains(c.aatype, c.atom_mask))
+        need &= np.asarray(c.aatype) != rc.unk_restype_index
+        if need.any():
+            c2 = pack_sidechains(c, residues=need, config=config.pack, weights=config.energy)
+        else:
+            c2 = c
+        packed.append(c2)
+        rebuilt.append(need)
+    timings["sidechains"] = time.perf_counter() - t
+
+    # Concatenate chains into one system (no peptide bonds between chains).
+    t = time.perf_counter()
+    aatype = np.concatenate([c.aatype for c in packed])
+    pos37 = np.concatenate([c.atom_positions for c in packed]).astype(np.float32)
+    mask37 = np.concatenate([c.atom_mask for c in packed]) > 0
+    ridx = np.concatenate([c.residue_index for c in packed])
+    icode = np.concatenate([c.insertion_code for c in packed])
+    breaks = np.zeros(len(aatype) - 1, bool) if len(aatype) > 1 else np.zeros(0, bool)
+    ends = np.cumsum([c.length for c in packed])[:-1]
+    breaks[ends - 1] = True
+    rw = np.concatenate([_residue_weights(c, p, config) for c, p in
+                         zip(packed, plddts if plddt is not None else [None] * len(packed))])
+    rebuilt_all = np.concatenate(rebuilt)
+    topo, layout = build_topology(aatype, pos37, mask37, ridx, insertion_code=icode,
+                                  residue_weight=rw, restraint_weight=config.restraint_weight,
+                                  cis_nonproline=config.cis_nonproline,
+                                  max_peptide_bond=config.max_peptide_bond, chain_breaks=breaks)
+    # Side-chain atoms built here are guesses: leave them unrestrained.
+    built_atoms = rebuilt_all[layout.res] & SIDECHAIN_MASK37[aatype[layout.res], layout.atom37]
+    w = np.array(topo.restraint_weight)
+    w[: layout.num_atoms][built_atoms] = 0.0
+    topo = topo.replace(restraint_weight=w)
+    topo_j = jax.tree_util.tree_map(jnp.asarray, topo)
+    timings["topology"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    x0 = topo_j.reference
+    energy_before = energy_report(x0, topo_j, config.energy)
+    metrics_before = geometry_metrics(x0, topo_j, num_atoms=layout.num_atoms,
+                                      hbond_contact=config.energy.hbond_contact,
+                                      one_five_reduction=config.energy.one_five_reduction)
+    timings["validation"] = time.perf_counter() - t
+
+    settings = MinSettings(
+        weights=config.energy, optimizer=config.optimizer, learning_rate=config.learning_rate,
+        max_steps=config.max_steps, grad_tol=config.grad_tol, energy_tol=config.energy_tol,
+        patience=config.patience, skin=config.neighbor_skin,
+        trajectory_every=config.trajectory_every if record_trajectory else 0)
+    t = time.perf_counter()
+    x = x0
+    steps = 0
+    rounds = 0
+    converged = False
+    frames = []
+    topo_round = topo_j
+    for rounds in range(1, config.max_rounds + 1):
+        res, settings = run_minimizer(x, topo_round, None, settings)
+        x = res.positions
+        steps += int(res.steps)
+        converged = bool(res.converged)
+        if record_trajectory:
+            frames.append(np.asarray(res.frames)[: int(res.n_frames)])
+        if rounds == config.max_rounds:
+            break
+        bad = violating_atoms(x, topo_round)
+        if not bad.any():
+            break
+        # Release the restraints of residues with violations and go again.
+        bad_res = np.zeros(layout.length, bool)
+        bad_res[layout.res[bad[: layout.num_atoms]]] = True
+        rw_atoms = np.array(topo_round.restraint_weight)
+        rw_atoms[: layout.num_atoms][bad_res[layout.res]] = 0.0
+        topo_round = topo_round.replace(restraint_weight=jnp.asarray(rw_atoms))
+    jax.block_until_ready(x)
+    timings["minimize"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    energy_after = energy_report(x, topo_j, config.energy)
+    metrics_after = geometry_metrics(x, topo_j, num_atoms=layout.num_atoms,
+                                     hbond_contact=config.energy.hbond_contact,
+                                     one_five_reduction=config.energy.one_five_reduction)
+    timings["validation"] += time.perf_counter() - t
+
+    xf = np.asarray(x)
+    new37 = layout.to_atom37(xf, pos37)
+    ca_flat = layout.index37[:, _CA]
+    ca_ok = ca_flat >= 0
+    ca0 = np.asarray(topo.reference)[ca_flat[ca_ok]]
+    ca1 = xf[ca_flat[ca_ok]]
+    ca_rmsd = float(np.sqrt(np.mean(np.sum((ca1 - ca0) ** 2, axis=-1)))) if ca_ok.any() else 0.0
+
+    out_chains = []
+    start = 0
+    for c in packed:
+        sl = slice(start, start + c.length)
+        out_chains.append(c.replace(atom_positions=new37[sl], atom_mask=mask37[sl].astype(
+            np.float32)))
+        start += c.length
+
+    trajectory = None
+    if record_trajectory and frames:
+        flat = np.concatenate(frames, axis=0)
+        trajectory = np.stack([layout.to_atom37(f, pos37) for f in flat])
+    nonstandard = [f"{c.chain_id}:{rid}" for c in chains
+                   for a, rid in zip(c.aatype, c.residue_ids) if a == rc.unk_restype_index]
+    report = RefineReport(
+        energy_before=energy_before, energy_after=energy_after,
+        metrics_before=metrics_before, metrics_after=metrics_after, ca_rmsd=ca_rmsd,
+        steps=steps, rounds=rounds, converged=converged,
+        time_s=time.perf_counter() - t_start, num_residues=int(len(aatype)),
+        num_atoms=int(layout.num_atoms), rebuilt_sidechains=int(rebuilt_all.sum()),
+        nonstandard_residues=nonstandard, timings=timings, trajectory=trajectory)
+    return (out_chains if many else out_chains[0]), report
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="structure to refine (PDB or mmCIF, .gz ok)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="refined structure (.pdb, or .cif for mmCIF)")
+    parser.add_argument("--chain", default=None,
+                        help="refine only this chain (default: every protein chain, together)")
+    parser.add_argument("--restraint-weight", type=float, default=None,
+                        help="restraint to the start per A^2 (default 10; 0 = none)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="optimiser steps per round (default 1000)")
+    parser.add_argument("--keep-sidechains", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep complete side chains of the input (default); "
+                             "--no-keep-sidechains rebuilds them all")
+    parser.add_argument("--plddt-from-bfactors", action="store_true",
+                        help="read per-residue pLDDT from the B-factor column (AlphaFold-style "
+                             "models) and weight the restraints by it")
+    parser.add_argument("--config", default=None, help="RefineConfig YAML file")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a RefineConfig field (repeatable)")
+    parser.add_argument("--report", default=None, help="write the refinement report (JSON)")
+
+
+def _load_config(args) -> RefineConfig:
+    from foldlite.config import apply_overrides, from_dict, load_yaml
+    data = load_yaml(args.config) if args.config else {}
+    data = apply_overrides(data, args.set)
+    if args.restraint_weight is not None:
+        data["restraint_weight"] = args.restraint_weight
+    if args.max_steps is not None:
+        data["max_steps"] = args.max_steps
+    data["keep_sidechains"] = bool(args.keep_sidechains)
+    return from_dict(RefineConfig, data, where=args.config or "refine options")
+
+
+def run(args) -> int:
+    from foldlite import fileio
+    from foldlite.protein import read_structure, read_structure_chains, write_structure
+
+    config = _load_config(args)
+    path = Path(args.input)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    if args.chain:
+        chains: Sequence = [read_structure(path, chain=args.chain)]
+    else:
+        chains = read_structure_chains(path)
+    if not chains:
+        raise InputError(f"{path}: no protein chain found")
+    plddt = None
+    if args.plddt_from_bfactors:
+        plddt = [np.asarray(c.b_factors)[:, _CA] for c in chains]
+    refined, report = refine(list(chains), plddt, config=config, source=str(path))
+    write_structure(refined, args.output)
+    if args.report:
+        fileio.write_json(args.report, report.to_dict())
+    mb, ma = report.metrics_before, report.metrics_after
+    print(f"refined {report.num_residues} residues ({report.num_atoms} atoms) in "
+          f"{report.time_s:.1f} s, {report.steps} steps: violations {mb['violations']} -> "
+          f"{ma['violations']}, clashes {mb['clashes']} -> {ma['clashes']}, bond RMSZ "
+          f"{mb['bond_rmsz']:.2f} -> {ma['bond_rmsz']:.2f}, angle RMSZ {mb['angle_rmsz']:.2f} -> "
+          f"{ma['angle_rmsz']:.2f}, CA RMSD moved {report.ca_rmsd:.2f} A -> {args.output}")
+    return 0
