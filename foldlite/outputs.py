@@ -162,6 +162,15 @@ def _jsonable(obj: Any) -> Any:
     return str(obj)
 
 
+def _report_dict(report: Any) -> dict | None:
+    """A refinement report as JSON (its own ``to_dict`` when it has one; no trajectory)."""
+    if report is None:
+        return None
+    if hasattr(report, "to_dict"):
+        return _jsonable(report.to_dict())
+    return _jsonable(report)
+
+
 def scores_dict(pred: "Prediction", files: dict[str, str] | None = None) -> dict[str, Any]:
     """The content of scores.json for a prediction."""
     plddt = np.asarray(pred.plddt, np.float64)
@@ -186,7 +195,7 @@ def scores_dict(pred: "Prediction", files: dict[str, str] | None = None) -> dict
         "seed": int(pred.seed),
         "ranking": ranking,
         "refined": pred.refine_report is not None,
-        "refinement": _jsonable(pred.refine_report) if pred.refine_report is not None else None,
+        "refinement": _report_dict(pred.refine_report),
         "timings": {k: round(float(v), 4) for k, v in pred.timings.items()},
         **_jsonable(pred.info),
         "files": files or {},

@@ -463,14 +463,30 @@ def animate(trajectory: Any, protein: Any = None, *, color: str = "plddt",
 # Plots
 # ---------------------------------------------------------------------------------------------
 
+def new_figure(**kwargs: Any) -> "Figure":
+    """A matplotlib Figure outside pyplot (no global state, no backend needed) that IPython
+    displays as a PNG when it is the value of a notebook cell."""
+    if "cls" not in _DISPLAY_FIGURE:
+        from matplotlib.figure import Figure
+
+        class DisplayFigure(Figure):
+            def _repr_png_(self) -> bytes:
+                return figure_png(self)
+
+        _DISPLAY_FIGURE["cls"] = DisplayFigure
+    return _DISPLAY_FIGURE["cls"](**kwargs)
+
+
+_DISPLAY_FIGURE: dict[str, type] = {}
+
+
 def _figure_axes(ax: Any, figsize: tuple[float, float], rect: tuple[float, float, float, float]
                  ) -> tuple["Figure", Any]:
-    """``ax``'s figure, or a new pyplot-free Figure with one Axes at ``rect`` (fixed margins
-    are much faster to draw than a layout engine)."""
+    """``ax``'s figure, or a new Figure (``new_figure``) with one Axes at ``rect`` (fixed
+    margins are much faster to draw than a layout engine)."""
     if ax is not None:
         return ax.figure, ax
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=figsize)
+    fig = new_figure(figsize=figsize)
     return fig, fig.add_axes(rect)
 
 
@@ -562,8 +578,6 @@ def plot_training_curves(log: str | os.PathLike | Sequence[dict],
     markers on the panel of the same metric. ``keys`` defaults to the loss, FAPE and lDDT-CA
     (those present), plus validation TM-score / GDT-TS when logged.
     """
-    from matplotlib.figure import Figure
-
     records = read_training_log(log) if isinstance(log, (str, os.PathLike)) else list(log)
     train = [r for r in records if r.get("kind") == "train" and "step" in r]
     evals = [r for r in records if r.get("kind") == "eval" and "step" in r]
@@ -582,7 +596,7 @@ def plot_training_curves(log: str | os.PathLike | Sequence[dict],
     n = len(keys)
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
-    fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
+    fig = new_figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
     for ax, key in zip(axes, keys):
         for recs, label, kw in ((train, "train", {"lw": 1.2}),

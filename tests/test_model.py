@@ -106,10 +106,10 @@ def params(model, sequence):
     p = compile_fast(lambda k, f: model.init(k, f, 0), key, f)(key, f)
     # Zero-initialised output layers ("final" init) make many gradients exactly zero at init;
     # perturb every parameter so that the tests see a generic network.
-    leaves, tree = jax.tree_util.tree_flatten(p)
-    keys = jax.random.split(jax.random.PRNGKey(1), len(leaves))
-    leaves = [x + 0.1 * jax.random.normal(k, x.shape, x.dtype) for x, k in zip(leaves, keys)]
-    return jax.tree_util.tree_unflatten(tree, leaves)
+    # (numpy: eager jax.random calls would compile one kernel per parameter shape)
+    rng = np.random.default_rng(1)
+    return jax.tree_util.tree_map(
+        lambda x: np.asarray(x) + rng.normal(0.0, 0.1, x.shape).astype(np.float32), p)
 
 
 def forward(model, params, features, num_recycles, chunk_size=None):

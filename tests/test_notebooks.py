@@ -31,7 +31,7 @@ def test_notebook_is_stored_without_outputs(name):
                 f"{name}: a code cell is stored with outputs; clear them before committing"
 
 
-def _execute(name, monkeypatch, tmp_path):
+def _execute(name, monkeypatch, tmp_path, fast_compile=False):
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
@@ -43,6 +43,12 @@ def _execute(name, monkeypatch, tmp_path):
     monkeypatch.setenv("FOLDLITE_NOTEBOOK_FAST", "1")
     monkeypatch.setenv("FOLDLITE_NOTEBOOK_WORKDIR", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    if fast_compile:
+        # Training steps are large XLA programs; a lower optimisation level halves their
+        # compile time and costs nothing noticeable at these sizes.
+        flags = os.environ.get("XLA_FLAGS", "")
+        monkeypatch.setenv("XLA_FLAGS", f"{flags} --xla_backend_optimization_level=0 "
+                                        "--xla_llvm_disable_expensive_passes=true".strip())
     nb = _load(name)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
@@ -66,7 +72,8 @@ def test_quickstart_runs(monkeypatch, tmp_path):
 
 
 def test_training_runs(monkeypatch, tmp_path):
-    nb = _execute("training.ipynb", monkeypatch, tmp_path)
-    assert len(_outputs(nb, "image/png")) >= 2  # the stored log and the live run
+    nb = _execute("training.ipynb", monkeypatch, tmp_path, fast_compile=True)
+    assert len(_outputs(nb, "image/png")) >= 1  # the live run's curves (and a shipped log's)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert "steps" in text
+    assert "trained 4 steps (done)" in text and "mean pLDDT" in text
+    assert (tmp_path / "run" / "weights.npz").is_file()

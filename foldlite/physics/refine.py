@@ -42,11 +42,10 @@ from foldlite import constants as rc
 from foldlite.errors import ConfigError, InputError
 from foldlite.physics import energy as E
 from foldlite.physics.minimize import MinSettings, run_minimizer
-from foldlite.physics.neighbors import build_neighbor_list
 from foldlite.physics.sidechains import (SIDECHAIN_MASK37, PackConfig, check_backbone,
                                          incomplete_sidechains, pack_sidechains)
 from foldlite.physics.topology import build_topology
-from foldlite.physics.validation import geometry_metrics, violating_atoms
+from foldlite.physics.validation import evaluate, metrics_from_values, violating_atoms
 
 _CA = rc.atom_order["CA"]
 
@@ -56,7 +55,8 @@ class RefineConfig:
     """Refinement settings (load from YAML with ``foldlite.config.from_dict``).
 
     Attributes:
-      max_steps: optimiser steps per round (a cap; the stopping rule usually ends earlier).
+      max_steps: optimiser steps per round (a cap; the stopping rule usually ends earlier);
+        0 = no minimisation (side chains are still completed and the report computed).
       max_rounds: minimisation rounds; after a round with violations, the restraints of the
         violating residues are released (AlphaFold2's relax loop).
       restraint_weight: harmonic restraint on heavy atoms to their start, per A^2 (in units of the
@@ -97,8 +97,8 @@ class RefineConfig:
     trajectory_every: int = 10
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1 or self.max_rounds < 1:
-            raise ConfigError("refine: max_steps and max_rounds must be at least 1")
+        if self.max_steps < 0 or self.max_rounds < 1:
+            raise ConfigError("refine: max_steps must be >= 0 and max_rounds >= 1")
         if self.restraint_weight < 0:
             raise ConfigError("refine: restraint_weight must be >= 0")
         if self.optimizer not in ("lbfgs", "adam"):
@@ -174,25 +174,6 @@ def _plain(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-def energy_report(x, topo, weights: E.EnergyWeights) -> dict:
-    """Each weighted energy term and the total at positions ``x`` (floats)."""
-    capacity, cell = 48, 32
-    while True:
-        nl = build_neighbor_list(x, topo.atom_mask, topo.exclusions, topo.one_five,
-                                 cutoff=2 * 1.8 + weights.attraction_width + 0.1,
-                                 capacity=capacity, cell_capacity=cell)
-        if not bool(nl.overflow) or capacity >= 4096:
-            break
-        capacity, cell = capacity * 2, cell * 2
-    terms = _energy_terms(x, topo, nl, weights)
-    out = {k: float(v) for k, v in terms.items()}
-    out["total"] = float(sum(out.values()))
-    return out
-
-
-_energy_terms = jax.jit(E.energy_terms, static_argnames=("weights",))
 
 
 def _residue_weights(protein, plddt, config: RefineConfig) -> np.ndarray:
@@ -276,10 +257,8 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
 
     t = time.perf_counter()
     x0 = topo_j.reference
-    energy_before = energy_report(x0, topo_j, config.energy)
-    metrics_before = geometry_metrics(x0, topo_j, num_atoms=layout.num_atoms,
-                                      hbond_contact=config.energy.hbond_contact,
-                                      one_five_reduction=config.energy.one_five_reduction)
+    energy_before, values = evaluate(x0, topo_j, config.energy)
+    metrics_before = metrics_from_values(values, layout.num_atoms)
     timings["validation"] = time.perf_counter() - t
 
     settings = MinSettings(
@@ -295,6 +274,9 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
     frames = []
     topo_round = topo_j
     for rounds in range(1, config.max_rounds + 1):
+        if config.max_steps == 0:
+            rounds = 0
+            break
         res, settings = run_minimizer(x, topo_round, None, settings)
         x = res.positions
         steps += int(res.steps)
@@ -303,7 +285,8 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
             frames.append(np.asarray(res.frames)[: int(res.n_frames)])
         if rounds == config.max_rounds:
             break
-        bad = violating_atoms(x, topo_round)
+        _, values = evaluate(x, topo_round, config.energy)
+        bad = violating_atoms(values, topo_round)
         if not bad.any():
             break
         # Release the restraints of residues with violations and go again.
@@ -316,10 +299,8 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
     timings["minimize"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    energy_after = energy_report(x, topo_j, config.energy)
-    metrics_after = geometry_metrics(x, topo_j, num_atoms=layout.num_atoms,
-                                     hbond_contact=config.energy.hbond_contact,
-                                     one_five_reduction=config.energy.one_five_reduction)
+    energy_after, values = evaluate(x, topo_j, config.energy)
+    metrics_after = metrics_from_values(values, layout.num_atoms)
     timings["validation"] += time.perf_counter() - t
 
     xf = np.asarray(x)

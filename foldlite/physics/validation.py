@@ -37,13 +37,15 @@ CLASH_OVERLAP = 0.4
 _LIST_CUTOFF = 3.7  # > largest van der Waals contact (S-S 3.6 A)
 
 
-@partial(jax.jit, static_argnames=("capacity", "cell_capacity", "hbond_contact",
-                                   "one_five_reduction"))
-def _per_item(x, topo, *, capacity: int, cell_capacity: int, hbond_contact: float,
-              one_five_reduction: float):
+@partial(jax.jit, static_argnames=("weights", "capacity", "cell_capacity"))
+def _evaluate(x, topo, weights: E.EnergyWeights, *, capacity: int, cell_capacity: int):
+    """Energy terms and per-item validation values, with one neighbour list."""
+    cutoff = _LIST_CUTOFF + (weights.attraction_width if weights.attraction else 0.0)
+    if weights.hbond:
+        cutoff = max(cutoff, 2.9 + 4 * 0.3)
     nl = build_neighbor_list(x, topo.atom_mask, topo.exclusions, topo.one_five,
-                             cutoff=_LIST_CUTOFF, capacity=capacity,
-                             cell_capacity=cell_capacity)
+                             cutoff=cutoff, capacity=capacity, cell_capacity=cell_capacity)
+    terms = E.energy_terms(x, topo, nl, weights)
     bz = (E.bond_lengths(x, topo.bonds) - topo.bond_ideal) / topo.bond_sd
     az = (E.bond_angles(x, topo.angles) - topo.angle_ideal) / topo.angle_sd
     cos_w, sin_w = E.dihedral_cos_sin(x, topo.omegas)
@@ -53,37 +55,38 @@ def _per_item(x, topo, *, capacity: int, cell_capacity: int, hbond_contact: floa
     wrong_hand = jnp.sign(vol) != jnp.sign(topo.chiral_ideal)
     # Clash count overlaps (with the 1-5 and hydrogen-bond corrections) and plain overlaps.
     over, valid = E.pair_overlaps(x, nl.idx, nl.special, topo.radius, topo.polar,
-                                  hbond_contact=hbond_contact,
-                                  one_five_reduction=one_five_reduction)
+                                  hbond_contact=weights.hbond_contact,
+                                  one_five_reduction=weights.one_five_reduction)
     plain, _ = E.pair_overlaps(x, nl.idx, jnp.zeros_like(nl.special), topo.radius,
                                jnp.zeros_like(topo.polar), hbond_contact=0.0,
                                one_five_reduction=0.0)
     over = jnp.where(valid, over, -1.0)
     plain = jnp.where(valid, plain, -1.0)
-    return bz, az, dev, wrong_hand, over, plain, nl.idx, nl.overflow
+    values = (bz, az, dev, wrong_hand, over, plain, nl.idx)
+    return terms, values, nl.overflow
 
 
-def per_item_values(x, topo, *, hbond_contact: float = 2.7, one_five_reduction: float = 0.5
-                    ) -> dict[str, np.ndarray]:
-    """z-scores, omega deviations, chirality and pair overlaps of a structure (numpy).
+def evaluate(x, topo, weights: E.EnergyWeights = E.EnergyWeights()) -> tuple[dict, dict]:
+    """Energy terms (floats, with "total") and per-item validation values (numpy) at ``x``.
 
-    Returns dict: bond_z [B], angle_z [T], omega_dev [P] (rad), wrong_hand [Q], overlap and
-    plain_overlap [A,K] with pair indices pairs [A,K] (-1 = none); rows past the real counts are
-    dropped (padding).
+    Per-item values: bond_z [B], angle_z [T], omega_dev [P] (rad), omega_trans [P],
+    wrong_hand [Q], overlap and plain_overlap [A,K] with pair indices pairs [A,K] (-1 = none);
+    padding rows of the bonded tables are dropped.
     """
     capacity, cell_capacity = 48, 32
     while True:
-        out = _per_item(jnp.asarray(x, jnp.float32), topo, capacity=capacity,
-                        cell_capacity=cell_capacity, hbond_contact=float(hbond_contact),
-                        one_five_reduction=float(one_five_reduction))
-        if not bool(out[-1]):
+        terms, values, over = _evaluate(jnp.asarray(x, jnp.float32), topo, weights,
+                                        capacity=capacity, cell_capacity=cell_capacity)
+        if not bool(over):
             break
         if capacity >= 4096:
             raise RuntimeError("neighbour list overflow: atoms far too dense (overlapping)")
         capacity, cell_capacity = capacity * 2, cell_capacity * 2
-    bz, az, dev, wrong, over, plain, idx, _ = (np.asarray(v) for v in out)
+    bz, az, dev, wrong, over, plain, idx = (np.asarray(v) for v in values)
     a = idx.shape[0]
-    return {
+    energy = {k: float(v) for k, v in terms.items()}
+    energy["total"] = float(sum(energy.values()))
+    per_item = {
         "bond_z": bz[np.asarray(topo.bond_mask) > 0],
         "angle_z": az[np.asarray(topo.angle_mask) > 0],
         "omega_dev": dev[np.asarray(topo.omega_mask) > 0],
@@ -93,23 +96,16 @@ def per_item_values(x, topo, *, hbond_contact: float = 2.7, one_five_reduction: 
         "plain_overlap": plain,
         "pairs": np.where(idx < a, idx, -1),
     }
+    return energy, per_item
 
 
 def _rmsz(z: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(z)))) if z.size else 0.0
 
 
-def geometry_metrics(x, topo, *, num_atoms: int | None = None, hbond_contact: float = 2.7,
-                     one_five_reduction: float = 0.5) -> dict:
-    """Validation figures of positions ``x`` [A,3] in topology ``topo`` (see module docstring).
-
-    Returns a JSON-ready dict: bond_rmsz, angle_rmsz, bond_max_z, angle_max_z, bond_violations,
-    angle_violations, clash_violations, violations (their sum), clashes, clashes_per_1000,
-    omega_max_dev_deg (trans peptides), omega_over_15deg, wrong_chirality, num_atoms.
-    """
-    v = per_item_values(x, topo, hbond_contact=hbond_contact,
-                        one_five_reduction=one_five_reduction)
-    n = int(num_atoms if num_atoms is not None else np.asarray(topo.atom_mask).sum())
+def metrics_from_values(v: dict, num_atoms: int) -> dict:
+    """Validation figures (see ``geometry_metrics``) from ``evaluate``'s per-item values."""
+    n = int(num_atoms)
     bz, az = v["bond_z"], v["angle_z"]
     trans_dev = np.degrees(np.abs(v["omega_dev"][v["omega_trans"]]))
     bond_v = int(np.sum(np.abs(bz) > VIOLATION_SD))
@@ -134,10 +130,25 @@ def geometry_metrics(x, topo, *, num_atoms: int | None = None, hbond_contact: fl
     }
 
 
-def violating_atoms(x, topo) -> np.ndarray:
+def geometry_metrics(x, topo, weights: E.EnergyWeights = E.EnergyWeights(), *,
+                     num_atoms: int | None = None) -> dict:
+    """Validation figures of positions ``x`` [A,3] in topology ``topo`` (see module docstring).
+
+    Returns a JSON-ready dict: bond_rmsz, angle_rmsz, bond_max_z, angle_max_z, bond_violations,
+    angle_violations, clash_violations, violations (their sum), clashes, clashes_per_1000,
+    omega_max_dev_deg (trans peptides), omega_over_15deg, wrong_chirality, num_atoms.
+    ``weights`` supplies the clash-count contact corrections (hbond_contact,
+    one_five_reduction).
+    """
+    _, v = evaluate(x, topo, weights)
+    n = num_atoms if num_atoms is not None else int(np.asarray(topo.atom_mask).sum())
+    return metrics_from_values(v, n)
+
+
+def violating_atoms(values: dict, topo) -> np.ndarray:
     """bool [A]: atoms in a violation (AlphaFold2's definitions: bond/angle beyond 12 sd,
-    clash overlap beyond 1.5 A)."""
-    v = per_item_values(x, topo)
+    clash overlap beyond 1.5 A), from ``evaluate``'s per-item values."""
+    v = values
     a = np.asarray(topo.atom_mask).shape[0]
     flag = np.zeros(a, bool)
     bonds = np.asarray(topo.bonds)[np.asarray(topo.bond_mask) > 0]
@@ -148,4 +159,3 @@ def violating_atoms(x, topo) -> np.ndarray:
     flag[ii] = True
     flag[v["pairs"][ii, kk]] = True
     return flag & (np.asarray(topo.atom_mask) > 0)
-

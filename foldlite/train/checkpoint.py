@@ -7,6 +7,8 @@ Two file kinds, both plain ``.npz`` archives (``numpy.load(..., allow_pickle=Fal
 
   - ``params.keys``: str [P], the ``jax.tree_util.keystr`` of each parameter
     (``"['structure_module/ipa']['w']"`` for Haiku's ``{module: {name: array}}`` dicts);
+  - ``params.paths``: str [P], each parameter's key path as a JSON list
+    (``["structure_module/ipa", "w"]``), from which the nested dicts are rebuilt;
   - ``params.00000`` ... ``params.{P-1:05d}``: the parameter arrays in that order;
   - ``config_yaml``: str [], the model config (``foldlite.config.to_dict``) as YAML;
   - ``meta_json``: str [], free-form metadata (steps, data, metrics) as JSON;
@@ -41,8 +43,6 @@ from foldlite.errors import InputError
 
 WEIGHTS_FORMAT = "foldlite-weights-v1"
 CHECKPOINT_FORMAT = "foldlite-checkpoint-v1"
-
-_KEY_RE = re.compile(r"\['((?:[^'\\]|\\.)*)'\]")
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,17 +107,24 @@ def unflatten_like(template: Any, values: dict[str, np.ndarray], where: str = "c
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def nested_dict_from_keys(values: dict[str, np.ndarray], where: str = "weights") -> dict:
-    """Nested dicts from ``{"['a']['b']": array}`` (trees made only of string-keyed dicts)."""
+def dict_paths(tree: Any) -> list[list[str]]:
+    """Key path of every leaf of a tree of string-keyed dicts (Haiku params), as lists of keys."""
+    out = []
+    for kp, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if not all(isinstance(k, jax.tree_util.DictKey) and isinstance(k.key, str) for k in kp):
+            raise ValueError(f"not a tree of string-keyed dicts at {jax.tree_util.keystr(kp)}")
+        out.append([k.key for k in kp])
+    return out
+
+
+def nested_dict_from_paths(paths: list[list[str]], values: list[np.ndarray]) -> dict:
+    """Nested dicts from key paths (``dict_paths``) and their leaves."""
     root: dict = {}
-    for k, v in values.items():
-        parts = _KEY_RE.findall(k)
-        if not parts or "".join(f"['{p}']" for p in parts) != k:
-            raise InputError(f"{where}: cannot parse parameter key {k!r}")
+    for path, v in zip(paths, values):
         node = root
-        for p in parts[:-1]:
-            node = node.setdefault(p.replace("\\'", "'").replace("\\\\", "\\"), {})
-        node[parts[-1].replace("\\'", "'").replace("\\\\", "\\")] = v
+        for p in path[:-1]:
+            node = node.setdefault(p, {})
+        node[path[-1]] = v
     return root
 
 
@@ -158,6 +165,8 @@ def save_weights(path: str | os.PathLike, params: Any, model_cfg: Any,
             lambda x: np.asarray(x, dtype) if np.issubdtype(np.asarray(x).dtype, np.floating)
             else np.asarray(x), params)
     arrays = _pack("params", params)
+    arrays["params.paths"] = np.asarray([json.dumps(p) for p in dict_paths(params)],
+                                        dtype=np.str_)
     cfg = to_dict(model_cfg) if dataclasses.is_dataclass(model_cfg) else model_cfg
     arrays["config_yaml"] = np.asarray(yaml.safe_dump(cfg, sort_keys=False), dtype=np.str_)
     arrays["meta_json"] = np.asarray(json.dumps(meta or {}, default=fileio._json_default,
@@ -179,9 +188,12 @@ def load_weights(path: str | os.PathLike) -> tuple[dict, Any, dict]:
     if fmt != WEIGHTS_FORMAT:
         raise InputError(f"{where}: format {fmt!r}, expected {WEIGHTS_FORMAT!r}")
     values = _unpack("params", arrays, where)
-    values = {k: (v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v)
-              for k, v in values.items()}
-    params = nested_dict_from_keys(values, where)
+    if "params.paths" not in arrays or arrays["params.paths"].size != len(values):
+        raise InputError(f"{where}: missing or damaged 'params.paths'")
+    paths = [json.loads(str(p)) for p in arrays["params.paths"].reshape(-1)]
+    leaves = [v.astype(np.float32) if np.issubdtype(v.dtype, np.floating) else v
+              for v in values.values()]
+    params = nested_dict_from_paths(paths, leaves)
     cfg_dict = yaml.safe_load(_str_scalar(arrays, "config_yaml", where)) or {}
     from foldlite.model.config import model_config_from_dict
     model_cfg = model_config_from_dict(cfg_dict, where=f"{where}: config_yaml")

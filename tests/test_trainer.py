@@ -1,0 +1,337 @@
+"""The trainer: config, checkpoints, exact resume, non-finite steps, signals, the CLI, and data
+parallelism (2 forced CPU devices, and 2 processes through jax.distributed) against 1 device.
+
+Every trainer here uses the same tiny config, so the jitted step compiles once per process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from foldlite.errors import ConfigError, InputError
+from foldlite.train import checkpoint as ck
+from foldlite.train.config import load_train_config
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+
+def write_tiny_dataset(out: Path) -> tuple[Path, str]:
+    """Six chains cut from 1A8O (full atom; half with random profiles) in the foldlite dataset
+    format, and split files ``{prefix}_{train,valid,test}.txt``. Returns (dataset, prefix)."""
+    from foldlite.data.dataset import ChainRecord, write_dataset
+    from foldlite.protein import read_structure
+
+    p = read_structure(DATA / "1A8O.pdb")
+    rng = np.random.default_rng(0)
+    recs = []
+    for k, (s, e) in enumerate([(0, 30), (10, 50), (20, 60), (30, 66), (0, 20), (5, 45)]):
+        n = e - s
+        prof = rng.dirichlet(np.ones(20), n).astype(np.float32) if k % 2 == 0 else None
+        dssp = np.frombuffer((b"HHHHEEEC" * 20)[:n], np.uint8).copy()
+        recs.append(ChainRecord(chain_id=f"T{k}_A", aatype=p.aatype[s:e],
+                                atom_positions=p.atom_positions[s:e],
+                                atom_mask=p.atom_mask[s:e], residue_index=p.residue_index[s:e],
+                                insertion_code=np.array([""] * n), dssp=dssp, profile=prof))
+    ds = write_dataset(out / "ds", recs, source="test")
+    prefix = out / "tiny"
+    (out / "tiny_train.txt").write_text("T0_A\nT1_A\nT2_A\nT3_A\n")
+    (out / "tiny_valid.txt").write_text("T4_A\nT5_A\n")
+    (out / "tiny_test.txt").write_text("T5_A\nT4_A\n")
+    return ds, str(prefix)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_tiny_dataset(tmp_path_factory.mktemp("data"))
+
+
+def overrides(dataset, log_dir, *extra):
+    ds, prefix = dataset
+    return [f"data.path={ds}", f"data.splits={prefix}", f"log_dir={log_dir}", *extra]
+
+
+def tiny_cfg(dataset, log_dir, *extra):
+    return load_train_config("tiny", overrides(dataset, log_dir, *extra))
+
+
+def params_of(path: Path, template):
+    state, _ = ck.load_checkpoint(path, template)
+    return state
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_trees_close(a, b, atol=0.0, rtol=0.0):
+    la, lb = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=rtol)
+
+
+# --------------------------------------------------------------------------------------------
+# Config and checkpoint files
+
+def test_config_errors(dataset, tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        tiny_cfg(dataset, tmp_path, "bogus=1")
+    with pytest.raises(ConfigError, match="unknown key"):
+        tiny_cfg(dataset, tmp_path, "optimizer.lr=1")
+    with pytest.raises(ConfigError):
+        tiny_cfg(dataset, tmp_path, "data.batch_size=zero")
+    with pytest.raises(ConfigError, match="profile_dropout"):
+        tiny_cfg(dataset, tmp_path, "data.profile_dropout=2")
+    cfg = tiny_cfg(dataset, tmp_path, "optimizer.learning_rate=3.0e-4")
+    assert cfg.optimizer.learning_rate == 3e-4 and cfg.run_dir() == tmp_path
+    small = load_train_config("small")
+    assert small.model == "small" and len(small.loss.stages) >= 2
+
+
+def test_weights_and_checkpoint_files(tmp_path):
+    from foldlite.model.config import load_model_config
+    params = {"foldlite/~/trunk/block's": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
+              "foldlite/heads": {"b": np.ones(4, np.float32), "w": np.zeros((4, 2), np.float32)}}
+    mcfg = load_model_config("tiny")
+    ck.save_weights(tmp_path / "w.npz", params, mcfg, {"steps": 3})
+    p2, mcfg2, meta = ck.load_weights(tmp_path / "w.npz")
+    assert mcfg2 == mcfg and meta == {"steps": 3}
+    assert_trees_close(params, p2)
+    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(p2)
+    ck.save_weights(tmp_path / "h.npz", params, mcfg, dtype=np.float16)
+    assert ck.load_weights(tmp_path / "h.npz")[0]["foldlite/heads"]["b"].dtype == np.float32
+    # a pickled object array is refused
+    np.savez(tmp_path / "bad.npz", x=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputError):
+        ck.load_weights(tmp_path / "bad.npz")
+
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
+    state = ck.TrainState(params=params, opt_state=opt.init(params), ema_params=params,
+                          step=np.int32(5), rng=np.array([1, 2], np.uint32))
+    mgr = ck.CheckpointManager(tmp_path / "ckpt", keep=2)
+    for s in (5, 6, 7):
+        mgr.save(ck.TrainState(state.params, state.opt_state, state.ema_params,
+                               np.int32(s), state.rng))
+    assert mgr.steps() == [6, 7] and not list((tmp_path / "ckpt").glob(".*tmp"))
+    loaded, _ = ck.load_checkpoint(mgr.latest(), state)
+    assert int(loaded.step) == 7
+    assert jax.tree_util.tree_structure(loaded.opt_state) == \
+        jax.tree_util.tree_structure(state.opt_state)
+    bad = dict(params, extra={"w": np.zeros(1, np.float32)})
+    bad_state = ck.TrainState(bad, opt.init(bad), bad, np.int32(0), state.rng)
+    with pytest.raises(InputError, match="do not match"):
+        ck.load_checkpoint(mgr.latest(), bad_state)
+
+
+# --------------------------------------------------------------------------------------------
+# Training in this process
+
+def test_resume_is_exact(dataset, tmp_path):
+    """4 steps straight == 2 steps, stop, resume, 2 steps (data order, optimiser, RNG, EMA)."""
+    from foldlite.train.trainer import Trainer
+
+    a = Trainer(tiny_cfg(dataset, tmp_path / "a"), progress=False)
+    res_a = a.train()
+    assert res_a.stopped == "done" and res_a.step == 4
+    b_cfg = tiny_cfg(dataset, tmp_path / "b")
+    res_b1 = Trainer(b_cfg, progress=False).train(until_step=2)
+    assert res_b1.stopped == "until" and res_b1.step == 2
+    res_b2 = Trainer(b_cfg, resume=True, progress=False).train()
+    assert res_b2.step == 4
+    template = a.state_template()
+    sa = params_of(tmp_path / "a" / "checkpoints" / "ckpt_00000004.npz", template)
+    sb = params_of(tmp_path / "b" / "checkpoints" / "ckpt_00000004.npz", template)
+    for field in ("params", "opt_state", "ema_params", "rng"):
+        assert_trees_close(getattr(sa, field), getattr(sb, field), atol=1e-7)
+    assert not np.allclose(np.asarray(jax.tree_util.tree_leaves(sa.params)[0]),
+                           np.asarray(jax.tree_util.tree_leaves(a.initial_state().params)[0]))
+    log = read_log(tmp_path / "a")
+    train = [r for r in log if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [2, 4]
+    assert all(np.isfinite(r["loss"]) for r in train)
+    for k in ("fape", "sidechain_fape", "chi", "distogram", "plddt", "pae", "ss", "clash",
+              "lddt_ca", "grad_norm", "lr", "steps_per_second"):
+        assert k in train[-1], k
+    evals = [r for r in log if r["kind"] == "eval"]
+    assert evals and {"lddt_ca", "tm_score", "gdt_ts", "rmsd"} <= set(evals[-1])
+    # final EMA weights, loadable by the predictor
+    params, mcfg, meta = ck.load_weights(tmp_path / "a" / "weights.npz")
+    assert meta["step"] == 4 and mcfg == a.model_cfg
+    assert_trees_close(params, sa.ema_params)
+
+
+class _BadData:
+    """Wraps TrainingData; NaN coordinates at the given steps; SIGTERM at another."""
+
+    def __init__(self, inner, nan_steps=(), sigterm_step=None):
+        self.inner, self.nan_steps, self.sigterm_step = inner, set(nan_steps), sigterm_step
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def batch(self, step, pi=0, pc=1):
+        b = self.inner.batch(step, pi, pc)
+        if step in self.nan_steps or (self.nan_steps and step >= max(self.nan_steps)):
+            b = dict(b, atom37=np.full_like(b["atom37"], np.nan))
+        if step == self.sigterm_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return b
+
+
+def test_nonfinite_steps_are_skipped_then_stop(dataset, tmp_path):
+    from foldlite.train.batches import TrainingData
+    from foldlite.train.trainer import Trainer, TrainingError
+
+    cfg = tiny_cfg(dataset, tmp_path, "max_nonfinite=2")
+    # step 0 bad, step 1 good, steps 2 and 3 bad: 2 in a row stop the run
+    data = _BadData(TrainingData(cfg), nan_steps={0, 2})
+    tr = Trainer(cfg, progress=False, data=data)
+    with pytest.raises(TrainingError, match="non-finite"):
+        tr.train()
+    log = read_log(tmp_path)
+    bad = [r["step"] for r in log if r["kind"] == "nonfinite"]
+    assert bad == [1, 3, 4]
+    stop = [r for r in log if r["kind"] == "stop"][-1]
+    assert stop["reason"] == "nonfinite" and stop["step"] == 4
+    state, _ = ck.load_checkpoint(ck.CheckpointManager(tmp_path / "checkpoints").latest(),
+                                  tr.state_template())
+    assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(state.params))
+    assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(state.opt_state))
+
+
+def test_sigterm_writes_checkpoint(dataset, tmp_path):
+    from foldlite.train.batches import TrainingData
+    from foldlite.train.trainer import Trainer
+
+    cfg = tiny_cfg(dataset, tmp_path)
+    old = signal.getsignal(signal.SIGTERM)
+    tr = Trainer(cfg, progress=False, data=_BadData(TrainingData(cfg), sigterm_step=1))
+    res = tr.train()
+    assert res.stopped == "signal" and res.step == 2
+    assert ck.CheckpointManager(tmp_path / "checkpoints").steps() == [2]
+    assert signal.getsignal(signal.SIGTERM) is old  # handler restored
+    res2 = Trainer(cfg, resume=True, progress=False).train(until_step=3)
+    assert res2.step == 3 and res2.stopped == "until"
+
+
+def test_cli_train_then_evaluate(dataset, tmp_path, capsys):
+    from foldlite.cli import main
+
+    run_dir = tmp_path / "run"
+    argv = ["train", "--config", str(REPO / "configs" / "train" / "tiny.yaml"), "--no-progress"]
+    for o in overrides(dataset, run_dir):
+        argv += ["--set", o]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["step"] == 4 and Path(out["weights"]).is_file()
+    assert main(["train", "--config", "tiny", "--set", "nonsense=1"]) == 2
+    assert "unknown key" in capsys.readouterr().err
+
+    ev = tmp_path / "eval"
+    assert main(["evaluate", "--weights", out["weights"], "--split", "test", "--min-length", "10",
+                 "--out", str(ev)]) == 0
+    summary = json.loads((ev / "evaluation.json").read_text())
+    assert summary["num_chains"] == 2 and summary["dataset"] == str(dataset[0])
+    assert [c["chain_id"] for c in summary["chains"]] == ["T5_A", "T4_A"]
+    assert set(summary["mean"]) == {"model", "helix", "random_walk"}
+    rows = (ev / "evaluation.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 3
+
+
+# --------------------------------------------------------------------------------------------
+# Devices and processes
+
+def _child_env(**extra):
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
+               **extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _seed_run(src: Path, dst: Path) -> None:
+    (dst / "checkpoints").mkdir(parents=True)
+    shutil.copy(src / "checkpoints" / "ckpt_00000000.npz", dst / "checkpoints")
+
+
+def _train_args(dataset, run_dir):
+    argv = [sys.executable, "-m", "foldlite", "train", "--config", "tiny", "--resume",
+            "--until-step", "2", "--no-progress"]
+    for o in overrides(dataset, run_dir, "log_interval=1"):
+        argv += ["--set", o]
+    return argv
+
+
+@pytest.fixture(scope="module")
+def one_device_reference(dataset, tmp_path_factory):
+    """Step-0 checkpoint and the 1-device result of 2 steps from it."""
+    from foldlite.train.trainer import Trainer
+
+    root = tmp_path_factory.mktemp("ref")
+    cfg = tiny_cfg(dataset, root / "ref", "log_interval=1")
+    tr = Trainer(cfg, progress=False)
+    ck.CheckpointManager(root / "ref" / "checkpoints").save(tr.initial_state())
+    seed = root / "seed"
+    _seed_run(root / "ref", seed)
+    Trainer(cfg, resume=True, progress=False).train(until_step=2)
+    state = params_of(root / "ref" / "checkpoints" / "ckpt_00000002.npz", tr.state_template())
+    losses = [r["loss"] for r in read_log(root / "ref") if r["kind"] == "train"]
+    return seed, state, losses, tr.state_template()
+
+
+def _compare_with_reference(run_dir, reference):
+    _, ref_state, ref_losses, template = reference
+    state = params_of(run_dir / "checkpoints" / "ckpt_00000002.npz", template)
+    losses = [r["loss"] for r in read_log(run_dir) if r["kind"] == "train"]
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    assert_trees_close(state.params, ref_state.params, atol=2e-5, rtol=1e-4)
+    assert_trees_close(state.ema_params, ref_state.ema_params, atol=2e-5, rtol=1e-4)
+
+
+def test_two_devices_match_one(dataset, tmp_path, one_device_reference):
+    run_dir = tmp_path / "two"
+    _seed_run(one_device_reference[0], run_dir)
+    env = _child_env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    proc = subprocess.run(_train_args(dataset, run_dir), env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    start = [r for r in read_log(run_dir) if r["kind"] == "start"][0]
+    assert start["devices"] == 2 and start["processes"] == 1
+    _compare_with_reference(run_dir, one_device_reference)
+
+
+def test_two_processes_match_one(dataset, tmp_path, one_device_reference):
+    """Multi-host path: 2 processes (1 CPU device each) joined by jax.distributed (gloo)."""
+    run_dir = tmp_path / "mp"
+    _seed_run(one_device_reference[0], run_dir)
+    port = _free_port()
+    procs = [subprocess.Popen(_train_args(dataset, run_dir), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=_child_env(FOLDLITE_COORDINATOR=f"127.0.0.1:{port}",
+                                             FOLDLITE_NUM_PROCESSES="2",
+                                             FOLDLITE_PROCESS_ID=str(i)))
+             for i in range(2)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    start = [r for r in read_log(run_dir) if r["kind"] == "start"][0]
+    assert start["devices"] == 2 and start["processes"] == 2
+    _compare_with_reference(run_dir, one_device_reference)
