@@ -405,18 +405,14 @@ def _msa_profile(msa: Any, record) -> tuple[np.ndarray | None, dict | None]:
 
 
 def _refine_config(steps: int | None):
+    """The refinement settings: the defaults, with ``max_steps`` (per round) = ``steps``."""
     from foldlite.physics.refine import RefineConfig
 
-    cfg = RefineConfig()
     if steps is None:
-        return cfg
+        return RefineConfig()
     if steps < 0:
         raise InputError(f"--refine-steps {steps}: must be >= 0")
-    names = {f.name for f in dataclasses.fields(cfg)}
-    for field in ("max_steps", "steps", "num_steps", "max_iterations"):
-        if field in names:
-            return dataclasses.replace(cfg, **{field: int(steps)})
-    raise FoldliteError("this RefineConfig has no step-count field; --refine-steps unsupported")
+    return RefineConfig(max_steps=int(steps))
 
 
 def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLike | None = None,
@@ -441,6 +437,7 @@ def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLik
       record_trajectory: keep the refinement trajectory (``Prediction.trajectory``).
       name: output folder name (default: a safe form of the record id).
     """
+    from foldlite.config import to_dict
     from foldlite.data.features import length_bucket, make_features
     from foldlite.protein import Protein
     from foldlite.sequences import safe_name
@@ -510,7 +507,7 @@ def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLik
         "padded_length": int(bucket),
         "chunk_size": int(model.config.chunk_size),
         "msa": msa_info,
-        "refine_config": (dataclasses.asdict(_refine_config(refine_steps)) if refine else None),
+        "refine_config": to_dict(_refine_config(refine_steps)) if refine else None,
         "versions": versions(),
         "device": describe_device(model.device),
     }

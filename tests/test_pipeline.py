@@ -93,15 +93,6 @@ def test_same_seed_same_model_and_one_compile_per_bucket(weights, model):
     assert b.timings["compile"] == 0.0
 
 
-def test_refined_prediction_is_deterministic(model):
-    a = pipeline.predict(TRPCAGE, model=model, refine_steps=int(REFINE_STEPS), seed=1)
-    b = pipeline.predict(TRPCAGE, model=model, refine_steps=int(REFINE_STEPS), seed=1)
-    assert a.refine_report is not None and "refine" in a.timings
-    assert a.to_pdb() == b.to_pdb()
-    np.testing.assert_allclose(a.protein.b_factors[:, 1], a.plddt, atol=1e-4)
-    assert a.unrefined is not a.protein
-
-
 def test_seeds_sample_and_rank(model, tmp_path):
     pred = pipeline.predict(TRPCAGE, model=model, num_seeds=2, seed=5, refine=False)
     assert sorted(m.seed for m in pred.ranked) == [5, 6]
@@ -130,13 +121,14 @@ def test_msa_profile_features(model, tmp_path):
 
 
 def test_cli_end_to_end_on_bundled_examples(weights, tmp_path):
+    """Every record of data/examples/multi.fasta: every output file exists and parses."""
     from Bio.PDB import MMCIFParser
 
     from foldlite.fileio import sha256_file
     from foldlite.sequences import read_fasta
     out = tmp_path / "out"
-    rc = main(["predict", str(MULTI), "-o", str(out), "--weights", str(weights),
-               "--refine-steps", REFINE_STEPS, "--quiet"])
+    rc = main(["predict", str(MULTI), "-o", str(out), "--weights", str(weights), "--no-refine",
+               "--quiet"])
     assert rc == 0
     records = read_fasta(MULTI)
     rows = outputs.read_summary(out)
@@ -145,23 +137,50 @@ def test_cli_end_to_end_on_bundled_examples(weights, tmp_path):
     for rec, row in zip(records, rows):
         d = out / row["dir"]
         assert outputs.is_complete(d)
-        s = _parse_pdb(d / "model.pdb")
-        residues = list(s.get_residues())
+        residues = list(_parse_pdb(d / "model.pdb").get_residues())
         assert len(residues) == rec.length == int(row["length"])
         scores = json.loads((d / "scores.json").read_text())
         for res, p in zip(residues, scores["plddt"]):
             assert res["CA"].get_bfactor() == pytest.approx(p, abs=0.01)
         assert scores["mean_plddt"] == pytest.approx(float(row["mean_plddt"]), abs=0.01)
-        assert scores["refinement"] is not None and scores["refined"] is True
-        assert set(scores["timings"]) >= {"features", "model", "refine", "outputs", "total"}
+        assert scores["ptm"] == pytest.approx(float(row["ptm"]), abs=1e-3)
+        assert np.shape(scores["pae"]) == (rec.length, rec.length)
+        assert scores["refinement"] is None and not (d / "unrefined.pdb").exists()
+        assert set(scores["timings"]) >= {"features", "model", "outputs", "total"}
         assert scores["weights"]["sha256"] == sha256_file(weights)
-        assert scores["versions"]["jax"] and scores["device"]
+        assert scores["versions"]["jax"] and scores["device"] and scores["seed"] == 0
         cif = MMCIFParser(QUIET=True).get_structure("m", str(d / "model.cif"))
         assert len(list(cif.get_residues())) == rec.length
-        assert len(list(_parse_pdb(d / "unrefined.pdb").get_residues())) == rec.length
         for png in ("plddt.png", "pae.png"):
             assert (d / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert "3Dmol" in (d / "view.html").read_text()
+
+
+def test_cli_refined_record_is_deterministic(weights, tmp_path):
+    """Refinement on (a few steps): refined and unrefined models, the report; same seed, same
+    files."""
+    fasta = tmp_path / "trpcage.fasta"
+    fasta.write_text(f">trpcage Trp-cage\n{TRPCAGE}\n")  # as in data/examples/multi.fasta
+    out = tmp_path / "out"
+    args = ["predict", str(fasta), "-o", str(out), "--weights", str(weights), "--quiet",
+            "--refine-steps", REFINE_STEPS, "--seed", "7"]
+    assert main(args) == 0
+    d = out / "trpcage"
+    first = {n: (d / n).read_bytes() for n in ("model.pdb", "model.cif", "unrefined.pdb")}
+    scores = json.loads((d / "scores.json").read_text())
+    rep = scores["refinement"]
+    assert scores["refined"] is True and rep["steps"] >= 1 and "energy_after" in rep
+    assert scores["refine_config"]["max_steps"] == int(REFINE_STEPS)
+    assert "refine" in scores["timings"] and scores["seed"] == 7
+    refined = _parse_pdb(d / "model.pdb")
+    unrefined = _parse_pdb(d / "unrefined.pdb")
+    a = np.array([at.coord for at in refined.get_atoms()])
+    b = np.array([at.coord for at in unrefined.get_atoms()])
+    assert a.shape == b.shape and not np.allclose(a, b)  # refinement moved atoms
+    for res, p in zip(refined.get_residues(), scores["plddt"]):
+        assert res["CA"].get_bfactor() == pytest.approx(p, abs=0.01)
+    assert main(args + ["--overwrite"]) == 0
+    assert {n: (d / n).read_bytes() for n in first} == first
 
 
 def _hostile_fasta(path: Path) -> Path:

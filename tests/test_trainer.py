@@ -253,11 +253,21 @@ def test_cli_train_then_evaluate(dataset, tmp_path, capsys):
 # --------------------------------------------------------------------------------------------
 # Devices and processes
 
+_CHILD_CACHE = {}
+
+
 def _child_env(**extra):
+    """Environment of a child training process: CPU only; a compilation cache shared by the
+    children of this test session (the 2-process run reuses the 2-device run's executable)."""
+    import tempfile
+    if "dir" not in _CHILD_CACHE:
+        _CHILD_CACHE["dir"] = tempfile.mkdtemp(prefix="foldlite-test-jit-")
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-               **extra)
+               JAX_COMPILATION_CACHE_DIR=_CHILD_CACHE["dir"],
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", **extra)
     return env
 
 

@@ -124,12 +124,13 @@ def dropout(x: jnp.ndarray, rate: float, is_training: bool,
 
 
 def chunked(fn: Callable[..., Any], chunk_size: int, args: Sequence[Any],
-            in_axes: Sequence[int | None]) -> Any:
+            in_axes: Sequence[int | None], out_axis: int = 0) -> Any:
     """Evaluate ``fn(*args)`` in chunks along one axis to bound peak memory.
 
     ``fn`` must act independently on each index of the chunked axis. Arguments with an
     ``in_axes`` entry of ``None`` are passed whole; the others are split along their axis
-    (all of the same length ``n``). Every output of ``fn`` must carry the chunked axis first.
+    (all of the same length ``n``). Every output of ``fn`` carries the chunked axis at
+    ``out_axis``.
     Chunks run one after another (``jax.lax.map``); the last one is padded by repeating the
     final row, and the padding is dropped. ``chunk_size <= 0`` or ``>= n`` runs unchunked.
     """
@@ -157,6 +158,11 @@ def chunked(fn: Callable[..., Any], chunk_size: int, args: Sequence[Any],
         full = [jnp.moveaxis(a, 0, ax) if ax is not None else a for a, ax in zip(full, in_axes)]
         return fn(*full)
 
-    out = jax.lax.map(body, tuple(split))
-    return jax.tree_util.tree_map(
-        lambda y: y.reshape((padded,) + y.shape[2:])[:n], out)
+    out = jax.lax.map(body, tuple(split))  # every output: [num_chunks, ..., chunk, ...]
+
+    def merge(y):
+        y = jnp.moveaxis(y, 0, out_axis)  # [..., num_chunks, chunk, ...]
+        y = y.reshape(y.shape[:out_axis] + (padded,) + y.shape[out_axis + 2:])
+        return jax.lax.slice_in_dim(y, 0, n, axis=out_axis)
+
+    return jax.tree_util.tree_map(merge, out)

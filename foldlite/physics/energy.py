@@ -49,13 +49,15 @@ def _take(x: jax.Array, idx: jax.Array) -> jax.Array:
 
 def bond_lengths(x: jax.Array, pairs: jax.Array) -> jax.Array:
     """Distances ``|x[j] - x[i]|``. x [A,3], pairs int [B,2] -> [B]."""
-    return _safe_norm(_take(x, pairs[:, 1]) - _take(x, pairs[:, 0]))
+    p = _take(x, pairs)
+    return _safe_norm(p[:, 1] - p[:, 0])
 
 
 def bond_angles(x: jax.Array, triples: jax.Array) -> jax.Array:
     """Angles i-j-k in radians (vertex j), via atan2 for stable gradients. triples [T,3] -> [T]."""
-    a = _take(x, triples[:, 0]) - _take(x, triples[:, 1])
-    b = _take(x, triples[:, 2]) - _take(x, triples[:, 1])
+    p = _take(x, triples)
+    a = p[:, 0] - p[:, 1]
+    b = p[:, 2] - p[:, 1]
     cross = _safe_norm(jnp.cross(a, b))
     dot = jnp.sum(a * b, axis=-1)
     return jnp.arctan2(cross, dot)
@@ -63,7 +65,8 @@ def bond_angles(x: jax.Array, triples: jax.Array) -> jax.Array:
 
 def _dihedral_xy(x: jax.Array, quads: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(r cos, r sin) of dihedral angles i-j-k-l; quads [P,4] -> ([P], [P])."""
-    p0, p1, p2, p3 = (_take(x, quads[:, n]) for n in range(4))
+    p = _take(x, quads)
+    p0, p1, p2, p3 = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
     b0 = p0 - p1
     b1 = p2 - p1
     b2 = p3 - p2
@@ -94,7 +97,8 @@ def signed_volumes(x: jax.Array, quads: jax.Array) -> jax.Array:
     quads [Q,4] holds ``(c, a, b, d)``. Returns [Q] in Angstrom^3. Positive for CA with
     (N, C, CB) in an L-amino acid.
     """
-    c, a, b, d = (_take(x, quads[:, n]) for n in range(4))
+    p = _take(x, quads)
+    c, a, b, d = p[:, 0], p[:, 1], p[:, 2], p[:, 3]
     return jnp.sum((a - c) * jnp.cross(b - c, d - c), axis=-1)
 
 
@@ -262,7 +266,7 @@ class EnergyWeights:
 
     bond: float = 1.0
     angle: float = 1.0
-    omega: float = 1.0
+    omega: float = 2.0
     chirality: float = 1.0
     repulsion: float = 100.0
     attraction: float = 0.0

@@ -106,9 +106,11 @@ def _positions(params, system, mode: str):
     return params
 
 
-def _make_optimizer(s: MinSettings):
+def _make_optimizer(s: MinSettings, limits: "_Limits"):
     if s.optimizer == "adam":
-        sched = optax.exponential_decay(s.learning_rate, max(s.max_steps, 1), 0.05)
+        def sched(count):  # exponential decay to 5% over max_steps (traced, no recompiles)
+            frac = count / jnp.maximum(limits.max_steps, 1).astype(jnp.float32)
+            return limits.learning_rate * 0.05 ** frac
         return optax.adam(sched)
     if s.optimizer == "lbfgs":
         return optax.lbfgs(
@@ -118,7 +120,16 @@ def _make_optimizer(s: MinSettings):
     raise ValueError(f"unknown optimizer {s.optimizer!r}")
 
 
-@partial(jax.jit, static_argnames=("settings",))
+class _Limits(NamedTuple):
+    """The settings passed as traced values (changing them does not recompile)."""
+
+    max_steps: jax.Array
+    grad_tol: jax.Array
+    energy_tol: jax.Array
+    patience: jax.Array
+    learning_rate: jax.Array
+
+
 def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSettings
              ) -> MinResult:
     """Minimise the energy of ``topo`` over ``params0`` (positions [A,3] or chis [L,4]).
@@ -127,12 +138,23 @@ def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSe
       params0: starting parameters.
       topo: ``foldlite.physics.topology.Topology`` (jnp arrays).
       system: ``ChiSystem`` for ``mode="chi"``, else None.
-      settings: ``MinSettings``.
+      settings: ``MinSettings``. Step cap, tolerances, patience and learning rate are passed
+        to the compiled loop as values; the rest shapes the program (a new compile per value).
     """
-    s = settings
+    limits = _Limits(jnp.int32(settings.max_steps), jnp.float32(settings.grad_tol),
+                     jnp.float32(settings.energy_tol), jnp.int32(settings.patience),
+                     jnp.float32(settings.learning_rate))
+    static = dataclasses.replace(
+        settings, max_steps=settings.max_steps if settings.trajectory_every else 0,
+        grad_tol=0.0, energy_tol=0.0, patience=0, learning_rate=0.0)
+    return _minimize(params0, topo, system, limits, static)
+
+
+@partial(jax.jit, static_argnames=("s",))
+def _minimize(params0, topo, system, limits: _Limits, s: MinSettings) -> MinResult:
     mode = s.mode
     mask = topo.atom_mask
-    opt = _make_optimizer(s)
+    opt = _make_optimizer(s, limits)
     if mode == "cartesian":
         pmask = mask[:, None]
     else:
@@ -172,8 +194,8 @@ def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSe
         n_frames: jax.Array
 
     def cond(c: Carry):
-        return ((c.step < s.max_steps) & (c.grad_rms > s.grad_tol) & (c.calm < s.patience)
-                & ~c.overflow)
+        return ((c.step < limits.max_steps) & (c.grad_rms > limits.grad_tol)
+                & (c.calm < limits.patience) & ~c.overflow)
 
     def body(c: Carry) -> Carry:
         x = _positions(c.params, system, mode)
@@ -191,7 +213,7 @@ def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSe
         params = c.params + updates * pmask
         grad_rms = jnp.sqrt(jnp.sum(g * g) / n_real)
         rel = jnp.abs(e - c.energy) / jnp.maximum(jnp.abs(e), 1.0)
-        calm = jnp.where(rel < s.energy_tol, c.calm + 1, 0)
+        calm = jnp.where(rel < limits.energy_tol, c.calm + 1, 0)
         step = c.step + 1
         frames, n_frames = c.frames, c.n_frames
         if s.n_frames:
@@ -202,7 +224,7 @@ def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSe
             n_frames = jnp.where(take, step // s.trajectory_every + 1, n_frames)
         bad = ~jnp.isfinite(e)
         return Carry(jnp.where(bad, c.params, params), opt_state, nl, step, e, grad_rms,
-                     jnp.where(bad, s.patience, calm), c.overflow | nl.overflow, frames,
+                     jnp.where(bad, limits.patience, calm), c.overflow | nl.overflow, frames,
                      n_frames)
 
     init = Carry(params0, opt.init(params0), nl0, jnp.int32(0), jnp.float32(jnp.inf),
@@ -212,7 +234,7 @@ def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSe
     x = _positions(c.params, system, mode)
     return MinResult(params=c.params, positions=x, energy=c.energy, grad_rms=c.grad_rms,
                      steps=c.step, overflow=c.overflow,
-                     converged=(c.grad_rms <= s.grad_tol) | (c.calm >= s.patience),
+                     converged=(c.grad_rms <= limits.grad_tol) | (c.calm >= limits.patience),
                      frames=c.frames, n_frames=c.n_frames)
 
 

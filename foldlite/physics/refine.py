@@ -375,9 +375,13 @@ def _load_config(args) -> RefineConfig:
 
 def run(args) -> int:
     from foldlite import fileio
+    from foldlite.pipeline import enable_compilation_cache
     from foldlite.protein import read_structure, read_structure_chains, write_structure
 
     config = _load_config(args)
+    # JAX's persistent compilation cache (``FOLDLITE_NO_COMPILATION_CACHE=1`` turns it off):
+    # later runs on similar sizes skip compilation.
+    enable_compilation_cache()
     path = Path(args.input)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
