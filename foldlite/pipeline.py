@@ -33,7 +33,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
@@ -457,6 +457,9 @@ def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLik
         t0 = time.perf_counter()
         model = load_model(weights, device=device, chunk_size=chunk_size)
         timings["load_model"] = time.perf_counter() - t0
+    elif weights is not None or device is not None or chunk_size is not None:
+        raise ValueError("predict: give either a loaded model or weights/device/chunk_size "
+                         "to load one, not both")
     if num_recycles is None:
         num_recycles = int(model.config.recycle.num_recycles)
     if num_recycles < 0:
@@ -634,13 +637,17 @@ def predict_batch(source: str | os.PathLike, outdir: str | os.PathLike, *,
     record that fails is reported (status ``failed``, message in the summary) and the others go
     on. The model is loaded only when a record needs predicting.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from foldlite import outputs
     from foldlite.sequences import safe_name
 
     if num_seeds < 1:
         raise InputError(f"--num-seeds {num_seeds}: must be >= 1")
+    if model is not None and (weights is not None or device is not None
+                              or chunk_size is not None):
+        raise ValueError("predict_batch: give either a loaded model or weights/device/"
+                         "chunk_size to load one, not both")
     if max_length is not None and max_length < 1:
         raise InputError(f"--max-length {max_length}: must be >= 1")
     from foldlite.viz import resolve_3dmol_js
@@ -756,12 +763,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-recycles", type=_non_negative_int, metavar="N",
                         help="recycling passes (default: the model's)")
     parser.add_argument("--num-seeds", type=_positive_int, default=1, metavar="N",
-                        help="models from N seeds, ranked by mean pLDDT (default 1)")
+                        help="sample N models (dropout on, seeds SEED..SEED+N-1) and rank them "
+                             "by mean pLDDT; 1 (default): the deterministic prediction")
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--no-refine", dest="refine", action="store_false",
                         help="skip the physics refinement")
     parser.add_argument("--refine-steps", type=_non_negative_int, metavar="N",
-                        help="refinement steps (default: the refinement's)")
+                        help="optimiser steps per refinement round (default: the "
+                             "refinement's, 1000)")
     parser.add_argument("--max-length", type=_positive_int, metavar="N",
                         help="fail records longer than N residues")
     parser.add_argument("--chunk-size", type=_non_negative_int, metavar="N",

@@ -374,7 +374,7 @@ def overlay(prediction: Any, reference: Any, *, color: str = "plddt", style: str
     view.addModel(pred_text, "pdb")
     view.setStyle({"model": 0}, _style_spec(style, {"color": REFERENCE_COLOR}))
     _apply_colouring(view, pred_text, color, style, plddt, model=1)
-    _add_title(view, f"{names[0]} on {names[1]} ({REFERENCE_COLOR} grey): "
+    _add_title(view, f"{names[0]} (coloured) on {names[1]} (grey): "
                      f"CA RMSD {sup.rmsd:.2f} \u00c5 over {sup.num_aligned} residues, "
                      f"TM-score {sup.tm_score:.3f}")
     if color == "plddt":

@@ -60,8 +60,13 @@ def _targets(ch, pad=0, idealise=False, backbone_only=False, garbage_seed=None):
     return _make_targets(atom37, mask37, aatype, rmask, ridx, dssp3)
 
 
+# jitted once per shape for the whole module (eager dispatch and recompiles are what cost time)
 _make_targets = jax.jit(L.make_targets)
 _compute = jax.jit(L.compute_losses, static_argnums=(2, 3))
+_build = jax.jit(tors.frames_and_torsions_to_atom14)
+_violations = jax.jit(L.backbone_violations)
+_clash = jax.jit(L.clash_loss)
+_grad = jax.jit(jax.grad(lambda o, t: L.compute_losses(o, t, ALL_WEIGHTS, clamp_fape=False)[0]))
 
 
 def compute_losses(out, t, weights, config=LossConfig(), clamp_fape=True):
@@ -78,7 +83,7 @@ def _perfect_output(t: L.Targets, n_iter: int = 3, logit_scale: float = 50.0) ->
     """A prediction that reproduces the targets: true frames and torsions through the builder,
     logits peaked on the true bins."""
     frames = t.bb_frames
-    atom14, mask14, groups = tors.frames_and_torsions_to_atom14(frames, t.torsions, t.aatype)
+    atom14, mask14, groups = _build(frames, t.torsions, t.aatype)
     n = t.aatype.shape[0]
     atom37 = tors.atom14_to_atom37(atom14, t.aatype)
     err = np.asarray(L.aligned_error(frames, frames))
@@ -121,7 +126,7 @@ def _noisy_output(t: L.Targets, seed: int = 0, scale: float = 1.0) -> ModelOutpu
     q = jnp.concatenate([jnp.ones((n, 1)), 0.2 * noise(n, 3)], -1)
     frames = frames.compose(Rigid.from_quaternion(q))
     tors_pred = out.torsions + 0.3 * noise(n, 7, 2)
-    atom14, mask14, groups = tors.frames_and_torsions_to_atom14(frames, tors_pred, t.aatype)
+    atom14, mask14, groups = _build(frames, tors_pred, t.aatype)
     traj = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]),
                                   Rigid(frames.rot, frames.trans + noise(n, 3)), frames)
     return dataclasses.replace(
@@ -175,9 +180,9 @@ def test_losses_minimal_at_truth(chain):
 def test_real_structure_has_no_violations(chain):
     t = _targets(chain)
     atom14 = t.atom14
-    v = L.backbone_violations(atom14, t.atom14_mask, t)
+    v = _violations(atom14, t.atom14_mask, t)
     assert float(v["bond"]) == 0 and float(v["angle"]) == 0 and float(v["ca_ca"]) == 0
-    clash, count = L.clash_loss(atom14, t.atom14_mask, t)
+    clash, count = _clash(atom14, t.atom14_mask, t)
     assert float(clash) == 0 and float(count) == 0
 
 
@@ -185,7 +190,7 @@ def test_violations_detect_broken_geometry(chain):
     t = _targets(chain)
     a14 = np.array(t.atom14)
     a14[12:] += np.array([1.0, 0.0, 0.0], np.float32)  # stretch the bond between 11 and 12
-    v = L.backbone_violations(jnp.asarray(a14), t.atom14_mask, t)
+    v = _violations(jnp.asarray(a14), t.atom14_mask, t)
     # one broken pair of 23: the mean is about (shift - tolerance) / 23
     assert float(v["bond"]) > 0.01 and float(v["ca_ca"]) > 0.01
     # bend CA(11)-C(11)-N(12) to 60 degrees, keeping the C-N bond length
@@ -195,11 +200,11 @@ def test_violations_detect_broken_geometry(chain):
     w = np.cross(u, [0.0, 0.0, 1.0])
     w /= np.linalg.norm(w)
     c14[12, 0] = c + 1.329 * (np.cos(np.pi / 3) * u + np.sin(np.pi / 3) * w)
-    v = L.backbone_violations(jnp.asarray(c14), t.atom14_mask, t)
+    v = _violations(jnp.asarray(c14), t.atom14_mask, t)
     assert float(v["angle"]) > 0.01 and float(v["bond"]) < 1e-3
     b14 = np.array(t.atom14)
     b14[20] = b14[5] + 0.5  # residue 20 on top of residue 5
-    clash, count = L.clash_loss(jnp.asarray(b14), t.atom14_mask, t)
+    clash, count = _clash(jnp.asarray(b14), t.atom14_mask, t)
     assert float(clash) > 0.01 and float(count) > 10
 
 
@@ -210,7 +215,7 @@ def test_symmetric_atoms_and_pi_periodic_chis(chain):
     assert np.any(np.isin(aatype, [rc.restype_order[r] for r in "DEFY"])), "need an ambiguous res"
     out = _perfect_output(t)
     # predict the alternative naming: torsions flipped by pi for pi-periodic chis
-    a14, m14, groups = tors.frames_and_torsions_to_atom14(t.bb_frames, t.torsions_alt, t.aatype)
+    a14, m14, groups = _build(t.bb_frames, t.torsions_alt, t.aatype)
     alt = dataclasses.replace(out, torsions=t.torsions_alt, unnormalized_torsions=t.torsions_alt,
                               atom14=a14, sidechain_frames=groups)
     renamed = np.asarray(L.optimal_renaming(a14, t))
@@ -224,9 +229,8 @@ def test_invariant_to_global_transform(chain):
     t = _targets(chain)
     out = _noisy_output(t)
     T = random_rigid(jax.random.PRNGKey(3), (), scale=30.0)
-    fn = jax.jit(lambda o: compute_losses(o, t, ALL_WEIGHTS)[1])
-    a = fn(out)
-    b = fn(_transform_output(out, T))
+    a = compute_losses(out, t, ALL_WEIGHTS)[1]
+    b = compute_losses(_transform_output(out, T), t, ALL_WEIGHTS)[1]
     for k in a:
         np.testing.assert_allclose(float(a[k]), float(b[k]), rtol=2e-4, atol=2e-4, err_msg=k)
     assert float(a["fape"]) > 0.01 and float(a["sidechain_fape"]) > 0.01
@@ -240,18 +244,15 @@ def test_fape_is_not_mirror_invariant(chain):
     tr = out.frames.trans @ mirror
     mirrored = dataclasses.replace(
         out, traj_frames=Rigid(out.traj_frames.rot, jnp.stack([tr] * 3)))
-    _, terms = compute_losses(mirrored, t, LossWeights())
+    _, terms = compute_losses(mirrored, t, ALL_WEIGHTS)
     assert float(terms["fape"]) > 0.1
 
 
 @pytest.mark.parametrize("at_truth", [True, False])
 def test_gradients_finite(chain, at_truth):
-    t = _targets(chain, pad=4)
+    t = _targets(chain, pad=5)
     out = _perfect_output(t) if at_truth else _noisy_output(t)
-
-    def loss(o):
-        return compute_losses(o, t, ALL_WEIGHTS, clamp_fape=False)[0]
-    g = jax.jit(jax.grad(loss))(out)
+    g = _grad(out, t)
     leaves = jax.tree_util.tree_leaves(g)
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
     assert any(float(jnp.abs(x).sum()) > 0 for x in leaves)

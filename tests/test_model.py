@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from foldlite import constants as rc
-from foldlite.data.features import make_features
+from foldlite.data.features import make_features, stack_features
 from foldlite.errors import ConfigError
 from foldlite.model import heads
 from foldlite.model.config import CONFIG_DIR, load_model_config
@@ -193,11 +193,22 @@ def test_padding_does_not_change_real_residues(out_unpadded, out_padded):
     assert np.all(np.asarray(out_padded.atom37_mask)[L_REAL:] == 0)
 
 
-def test_chunked_equals_unchunked(model, params, sequence, out_padded):
-    f = make_features(sequence, pad_to=N_PAD)
-    # 5 does not divide 16: the last chunk is padded
-    out = forward(model, params, f, 1, chunk_size=5)[1]
-    _assert_close(_real_part(out, N_PAD), _real_part(out_padded, N_PAD), atol=2e-4)
+def test_chunked_equals_unchunked_and_vmap(model, params, sequence, out_padded):
+    """Chunked evaluation (5 does not divide 16: the last chunk is padded) under ``vmap`` over a
+    batch of two, as trainers call the model: item 0 equals the unchunked, unbatched run."""
+    other = np.random.default_rng(5).integers(0, 20, 13)
+    batch = stack_features([make_features(sequence, pad_to=N_PAD),
+                            make_features(other, pad_to=N_PAD)])
+    r = jnp.int32(1)
+
+    def fwd(p, f, r):
+        return jax.vmap(lambda f1: model.apply(p, None, f1, r, chunk_size=5))(f)
+
+    out = compile_fast(fwd, params, batch, r)(params, batch, r)
+    first = jax.tree_util.tree_map(lambda x: x[0], out)
+    _assert_close(_real_part(first, N_PAD), _real_part(out_padded, N_PAD), atol=2e-4)
+    second = jax.tree_util.tree_map(lambda x: x[1], out)
+    assert not np.allclose(np.asarray(second.atom37[:10]), np.asarray(first.atom37[:10]))
 
 
 def test_static_num_recycles_matches_traced(model, params, sequence, padded_runs):
@@ -352,3 +363,12 @@ def test_haiku_params_do_not_depend_on_length(model, params):
     shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), f, 0))
     assert jax.tree_util.tree_map(lambda x: x.shape, shapes) == \
         jax.tree_util.tree_map(lambda x: x.shape, hk.data_structures.to_haiku_dict(params))
+
+
+def test_recycled_pseudo_beta_from_frames_matches_atoms(out_padded, sequence):
+    """Recycling passes take CB from the frames alone; it must equal the built atoms' CB."""
+    from foldlite.model.embed import pseudo_beta, pseudo_beta_from_frames
+    aatype = jnp.asarray(np.concatenate([sequence, np.full(N_PAD - L_REAL, 20)]), jnp.int32)
+    a = np.asarray(pseudo_beta_from_frames(out_padded.frames, aatype))
+    b = np.asarray(pseudo_beta(out_padded.atom37, aatype))
+    np.testing.assert_allclose(a[:L_REAL], b[:L_REAL], atol=1e-4)

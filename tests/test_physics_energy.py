@@ -15,8 +15,6 @@ from foldlite.physics.neighbors import build_neighbor_list
 from foldlite.physics.topology import build_topology, ideal_chiral_volume
 from foldlite.protein import read_structure
 
-jax.config.update("jax_enable_x64", False)
-
 
 def _x(*rows):
     return jnp.asarray(np.array(rows, np.float32))
@@ -53,7 +51,7 @@ def test_dihedral_sign_and_omega_energy():
     sd = math.radians(5.0)
     e = E.omega_energy(x, quad, jnp.array([math.pi]), jnp.array([sd]), jnp.array([1.0]))
     assert float(e) == pytest.approx((1 - math.cos(math.radians(10.0))) / sd ** 2, rel=1e-3)
-    assert float(e) == pytest.approx(0.5 * 2.0 ** 2, rel=2e-3)  # ~ 0.5 z^2 near the target
+    assert float(e) == pytest.approx(0.5 * 2.0 ** 2, rel=5e-3)  # ~ 0.5 z^2 near the target
     e_cis = E.omega_energy(x, quad, jnp.array([0.0]), jnp.array([sd]), jnp.array([1.0]))
     assert float(e_cis) > 100 * float(e)
 
@@ -145,9 +143,9 @@ def test_every_term_has_finite_gradients_even_when_degenerate():
         lambda x: E.restraint_energy(x, x + 0.1, jnp.ones(5), flat_bottom=0.05),
     ]
     for f in fns:
+        grad = jax.jit(jax.grad(f))
         for pos in (x, x_deg):
-            g = jax.grad(f)(pos)
-            assert np.all(np.isfinite(np.asarray(g))), f
+            assert np.all(np.isfinite(np.asarray(grad(pos)))), f
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +160,9 @@ def small_system(repo_root):
     return topo, layout
 
 
+_terms = jax.jit(E.energy_terms, static_argnames=("weights",))
+
+
 def _nl(topo, x):
     return build_neighbor_list(x, topo.atom_mask, topo.exclusions, topo.one_five, cutoff=4.6,
                                capacity=48, cell_capacity=32)
@@ -172,15 +173,15 @@ def test_total_energy_gradient_matches_finite_differences(small_system):
     w = E.EnergyWeights(attraction=0.1, hbond=0.5)
     x = topo.reference + 0.05
     nl = _nl(topo, x)
-    f = jax.jit(lambda y: E.total_energy(y, topo, nl, w))
-    g = np.asarray(jax.grad(lambda y: E.total_energy(y, topo, nl, w))(x))
+    f = jax.jit(jax.value_and_grad(lambda y: E.total_energy(y, topo, nl, w)))
+    g = np.asarray(f(x)[1])
     rng = np.random.default_rng(2)
     for _ in range(3):
         d = rng.normal(size=x.shape).astype(np.float32) * np.asarray(topo.atom_mask)[:, None]
         d /= np.linalg.norm(d)
-        h = 1e-3
-        fd = (float(f(x + h * d)) - float(f(x - h * d))) / (2 * h)
-        assert fd == pytest.approx(float(np.sum(g * d)), rel=2e-2, abs=1e-1)
+        h = 1e-2  # float32 energies of ~1e4: a larger step keeps rounding out of the difference
+        fd = (float(f(x + h * d)[0]) - float(f(x - h * d)[0])) / (2 * h)
+        assert fd == pytest.approx(float(np.sum(g * d)), rel=1e-2, abs=1e-1)
     assert np.all(g[layout.num_atoms:] == 0)  # padding atoms feel nothing
 
 
@@ -189,10 +190,10 @@ def test_energy_is_invariant_under_rigid_motion(small_system):
     topo = topo.replace(restraint_weight=jnp.zeros_like(topo.restraint_weight))
     w = E.EnergyWeights(attraction=0.1, hbond=0.5)
     x = topo.reference
-    e0 = float(E.total_energy(x, topo, _nl(topo, x), w))
+    e0 = sum(float(v) for v in _terms(x, topo, _nl(topo, x), w).values())
     r = random_rigid(jax.random.PRNGKey(3), ())
     y = r.apply(x)
-    e1 = float(E.total_energy(y, topo, _nl(topo, y), w))
+    e1 = sum(float(v) for v in _terms(y, topo, _nl(topo, y), w).values())
     assert e1 == pytest.approx(e0, rel=1e-3, abs=1e-2)
 
 
@@ -204,7 +205,7 @@ def test_energy_terms_are_padding_invariant(repo_root):
                                  pad=pad)
         topo = jax.tree_util.tree_map(jnp.asarray, topo)
         x = topo.reference + 0.02
-        terms = E.energy_terms(x, topo, _nl(topo, x), E.EnergyWeights(attraction=0.1))
+        terms = _terms(x, topo, _nl(topo, x), E.EnergyWeights(attraction=0.1, hbond=0.5))
         out.append({k: float(v) for k, v in terms.items()})
     for k in out[0]:
         assert out[1][k] == pytest.approx(out[0][k], rel=1e-4, abs=1e-4), k

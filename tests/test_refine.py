@@ -1,0 +1,236 @@
+"""foldlite.physics.refine and pack_sidechains end to end (small proteins, few steps)."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+
+import numpy as np
+import pytest
+
+from foldlite import constants as rc
+from foldlite.cli import main as cli_main
+from foldlite.errors import InputError
+from foldlite.physics.refine import RefineConfig, refine
+from foldlite.physics.sidechains import SIDECHAIN_MASK37, pack_sidechains
+from foldlite.protein import Protein, read_structure, read_structure_chains, write_pdb
+
+N_RES = 24
+CONFIG = RefineConfig(max_steps=400)
+_CA = rc.atom_order["CA"]
+
+
+def _fragment(repo_root) -> Protein:
+    p = read_structure(repo_root / "tests/data/1A8O.pdb")
+    return Protein(aatype=p.aatype[:N_RES], atom_positions=p.atom_positions[:N_RES],
+                   atom_mask=p.atom_mask[:N_RES], residue_index=p.residue_index[:N_RES],
+                   chain_id="A")
+
+
+def _perturb(p: Protein, sigma: float = 0.3, seed: int = 0) -> Protein:
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0, sigma, p.atom_positions.shape).astype(np.float32)
+    return p.replace(atom_positions=p.atom_positions + noise * p.atom_mask[..., None])
+
+
+@pytest.fixture(scope="module")
+def native(repo_root):
+    return _fragment(repo_root)
+
+
+@pytest.fixture(scope="module")
+def refined(native):
+    start = _perturb(native)
+    out, report = refine(start, config=CONFIG)
+    return start, out, report
+
+
+def test_refinement_meets_the_geometry_goals(native, refined):
+    start, out, report = refined
+    mb, ma = report.metrics_before, report.metrics_after
+    assert mb["violations"] > 0 and mb["bond_rmsz"] > 5
+    assert ma["violations"] == 0
+    assert ma["clashes_per_1000"] <= 2.0
+    assert ma["bond_rmsz"] <= 1.0 and ma["angle_rmsz"] <= 1.5
+    assert ma["omega_max_dev_deg"] <= 15.0
+    assert ma["wrong_chirality"] == 0
+    assert report.energy_after["total"] < report.energy_before["total"]
+    assert 0.0 < report.ca_rmsd < 0.6
+    # Refinement moves the noisy atoms back towards the native structure.
+    d_start = np.linalg.norm(start.atom_positions[:, _CA] - native.atom_positions[:, _CA], axis=-1)
+    d_out = np.linalg.norm(out.atom_positions[:, _CA] - native.atom_positions[:, _CA], axis=-1)
+    assert np.sqrt(np.mean(d_out ** 2)) < np.sqrt(np.mean(d_start ** 2))
+    assert np.array_equal(out.aatype, start.aatype)
+    assert np.array_equal(out.atom_mask, start.atom_mask)
+    assert report.steps > 0 and report.rounds >= 1 and report.rebuilt_sidechains == 0
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["violations_after"] == 0 and d["trajectory_frames"] == 0
+    assert set(d["energy_after"]) >= {"bond", "angle", "omega", "chirality", "repulsion",
+                                      "restraint", "total"}
+
+
+def test_plddt_weights_let_unconfident_residues_move_more(native, refined):
+    start, out_uniform, _ = refined
+    plddt = np.full(N_RES, 95.0)
+    plddt[: N_RES // 2] = 20.0
+    out, report = refine(start, plddt, config=CONFIG)
+    moved = np.linalg.norm(out.atom_positions[:, _CA] - start.atom_positions[:, _CA], axis=-1)
+    moved_u = np.linalg.norm(out_uniform.atom_positions[:, _CA] - start.atom_positions[:, _CA],
+                             axis=-1)
+    low, high = slice(0, N_RES // 2), slice(N_RES // 2, N_RES)
+    assert moved[low].mean() > moved_u[low].mean()
+    assert moved[high].mean() < moved[low].mean()
+    assert report.metrics_after["violations"] == 0
+
+
+def test_trajectory_frames(refined):
+    start, _, _ = refined
+    cfg = RefineConfig(max_steps=40, max_rounds=1, trajectory_every=10)
+    _, report = refine(start, config=cfg, record_trajectory=True)
+    traj = report.trajectory
+    assert traj is not None and traj.shape[1:] == (N_RES, 37, 3)
+    assert 2 <= len(traj) <= 5
+    m = start.atom_mask > 0
+    assert np.allclose(traj[0][m], start.atom_positions[m], atol=1e-5)
+    assert report.to_dict()["trajectory_frames"] == len(traj)
+
+
+def test_missing_sidechains_are_built_and_complete_ones_kept(native):
+    start = _perturb(native, 0.1, seed=3)
+    drop = np.zeros(N_RES, bool)
+    drop[::3] = True  # a third of the residues lose their side chains (CB included)
+    mask = start.atom_mask * ~(drop[:, None] & SIDECHAIN_MASK37[start.aatype])
+    partial = start.replace(atom_mask=mask)
+    out, report = refine(partial, config=CONFIG)
+    expected = rc.restype_atom37_mask[out.aatype] > 0
+    have = out.atom_mask > 0
+    assert np.array_equal(have & expected, expected)  # every side chain complete
+    has_sc = np.any(SIDECHAIN_MASK37[start.aatype], axis=1)
+    assert report.rebuilt_sidechains == int((drop & has_sc).sum())
+    assert report.metrics_after["violations"] == 0
+    assert report.metrics_after["clashes_per_1000"] <= 2.0
+    # Kept side chains stay close to where they were.
+    kept = (mask > 0) & SIDECHAIN_MASK37[start.aatype]
+    shift = np.linalg.norm(out.atom_positions - start.atom_positions, axis=-1)[kept]
+    assert np.sqrt(np.mean(shift ** 2)) < 0.5
+
+
+def test_pack_sidechains_on_a_backbone_only_chain(native):
+    bb = np.zeros(37, bool)
+    bb[[rc.atom_order[a] for a in ("N", "CA", "C", "O")]] = True
+    backbone = native.replace(atom_mask=native.atom_mask * bb)
+    full, info = pack_sidechains(backbone, return_info=True)
+    expected = rc.restype_atom37_mask[full.aatype] > 0
+    assert np.array_equal((full.atom_mask > 0) & expected, expected)
+    assert info["rebuilt"] == int(np.sum(np.any(SIDECHAIN_MASK37[native.aatype], axis=1)))
+    assert info["chi_steps"] > 0
+    assert np.allclose(full.atom_positions[:, bb], native.atom_positions[:, bb])
+    # Side chains are built with ideal geometry on the real backbone: no severe clashes, and
+    # CB (rotamer independent) lands on the crystal CB.
+    from foldlite.physics.topology import build_topology
+    from foldlite.physics.validation import geometry_metrics
+    import jax
+    topo, lay = build_topology(full.aatype, full.atom_positions, full.atom_mask,
+                               full.residue_index)
+    topo = jax.tree_util.tree_map(jax.numpy.asarray, topo)
+    m = geometry_metrics(topo.reference, topo, num_atoms=lay.num_atoms)
+    assert m["clash_violations"] == 0 and m["clashes"] <= 2
+    cb = rc.atom_order["CB"]
+    has_cb = native.atom_mask[:, cb] > 0
+    d = np.linalg.norm(full.atom_positions[has_cb, cb] - native.atom_positions[has_cb, cb], -1)
+    assert d.max() < 0.3
+
+
+def test_bad_input_gives_clear_errors(native):
+    with pytest.raises(InputError, match="lack backbone atoms"):
+        m = native.atom_mask.copy()
+        m[5, _CA] = 0
+        refine(native.replace(atom_mask=m), config=CONFIG)
+    with pytest.raises(InputError, match="no protein residues"):
+        empty = Protein(aatype=np.zeros(0, np.int32), atom_positions=np.zeros((0, 37, 3)),
+                        atom_mask=np.zeros((0, 37)), residue_index=np.zeros(0, np.int32))
+        refine(empty, config=CONFIG)
+    with pytest.raises(InputError, match="non-finite"):
+        pos = native.atom_positions.copy()
+        pos[3, _CA, 0] = np.nan
+        refine(native.replace(atom_positions=pos), config=CONFIG)
+    with pytest.raises(InputError, match="plddt"):
+        refine(native, np.ones(3), config=CONFIG)
+
+
+def test_nonstandard_residues_are_refined_as_backbone(repo_root):
+    (p,) = read_structure_chains(repo_root / "tests/data/2N0N_model1.pdb.gz")
+    assert (p.aatype == rc.unk_restype_index).any()
+    out, report = refine(_perturb(p, 0.2), config=CONFIG)
+    assert len(report.nonstandard_residues) == int((p.aatype == rc.unk_restype_index).sum())
+    assert report.metrics_after["violations"] == 0
+    unk = p.aatype == rc.unk_restype_index
+    assert np.array_equal(out.atom_mask[unk], p.atom_mask[unk])
+
+
+def test_cli_refine_end_to_end(native, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FOLDLITE_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "noisy.pdb"
+    write_pdb(_perturb(native), src)
+    out, rep = tmp_path / "out.pdb", tmp_path / "report.json"
+    rc_ = cli_main(["refine", str(src), "-o", str(out), "--report", str(rep),
+                    "--max-steps", str(CONFIG.max_steps), "--restraint-weight", "10"])
+    assert rc_ == 0
+    assert "violations" in capsys.readouterr().out
+    got = read_structure(out)
+    assert got.length == N_RES and got.sequence == native.sequence
+    report = json.loads(rep.read_text())
+    assert report["metrics_after"]["violations"] == 0
+    # Errors are one line and exit status 2.
+    assert cli_main(["refine", str(tmp_path / "missing.pdb"), "-o", str(out)]) == 2
+    water = tmp_path / "water.pdb"
+    water.write_text("HETATM    1  O   HOH A   1       0.000   0.000   0.000  1.00  0.00"
+                     "           O\nEND\n")
+    assert cli_main(["refine", str(water), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and "Traceback" not in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("no_such_key: 1\n")
+    assert cli_main(["refine", str(src), "-o", str(out), "--config", str(bad)]) == 2
+
+
+def _add_oxt(p: Protein) -> Protein:
+    c, o, ca, oxt = (rc.atom_order[a] for a in ("C", "O", "CA", "OXT"))
+    pos, mask = p.atom_positions.copy(), p.atom_mask.copy()
+    i = p.length - 1
+    u = pos[i, ca] - pos[i, c]
+    v = pos[i, o] - pos[i, c]
+    d = -(u / np.linalg.norm(u) + v / np.linalg.norm(v))
+    pos[i, oxt] = pos[i, c] + 1.25 * d / np.linalg.norm(d)
+    mask[i, oxt] = 1
+    return p.replace(atom_positions=pos, atom_mask=mask)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openmm") is None,
+                    reason="OpenMM is not installed (optional extra 'bench')")
+def test_amber_energy_from_openmm_is_lower_after_refinement(native):
+    import openmm
+    from openmm import app, unit
+
+    from foldlite.protein import to_pdb_string
+
+    def amber(p: Protein) -> float:
+        pdb = app.PDBFile(io.StringIO(to_pdb_string(p)))
+        ff = app.ForceField("amber14-all.xml")
+        model = app.Modeller(pdb.topology, pdb.positions)
+        model.addHydrogens(ff)
+        system = ff.createSystem(model.topology, nonbondedMethod=app.NoCutoff)
+        for atom in model.topology.atoms():
+            if atom.element.symbol != "H":
+                system.setParticleMass(atom.index, 0.0)  # heavy atoms fixed
+        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001),
+                             openmm.Platform.getPlatformByName("Reference"))
+        ctx.setPositions(model.positions)
+        openmm.LocalEnergyMinimizer.minimize(ctx, 10.0, 500)
+        e = ctx.getState(getEnergy=True).getPotentialEnergy()
+        return e.value_in_unit(unit.kilocalories_per_mole)
+
+    start = _add_oxt(_perturb(native))
+    out, _ = refine(start, config=CONFIG)
+    assert amber(out) < amber(start)
