@@ -163,16 +163,6 @@ class Model:
         return {"name": self.name, "path": None if self.path is None else str(self.path),
                 "sha256": self.sha256, "meta": self.meta}
 
-    @classmethod
-    def untrained(cls, config: Any = "tiny", seed: int = 0, device: Any = None) -> "Model":
-        """A randomly initialised network (for tests, demos and benchmarks; predictions are noise)."""
-        params, cfg = init_params(config, seed)
-        dev = device if device is not None and not isinstance(device, str) else select_device(device)
-        import jax
-        return cls(params=jax.device_put(params, dev), config=cfg, meta={"untrained": True,
-                   "seed": seed}, name=f"untrained-{_config_label(config)}", sha256=None,
-                   path=None, device=dev)
-
     def _infer_fn(self, sample: bool) -> Callable:
         import jax
 
@@ -224,10 +214,6 @@ class Model:
                  jnp.int32(num_recycles))
         out = jax.tree_util.tree_map(np.asarray, jax.device_get(out))
         return out, {"compile": t_compile, "model": time.perf_counter() - t0}
-
-
-def _config_label(config: Any) -> str:
-    return config if isinstance(config, str) else "custom"
 
 
 def init_params(config: Any = "tiny", seed: int = 0) -> tuple[Any, Any]:
@@ -494,8 +480,14 @@ def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLik
         from foldlite.physics.refine import refine as run_refine
         t0 = time.perf_counter()
         cfg = _refine_config(refine_steps)
-        refined, report = run_refine(best.protein, best.plddt, config=cfg,
-                                     record_trajectory=record_trajectory)
+        try:
+            refined, report = run_refine(best.protein, best.plddt, config=cfg,
+                                         record_trajectory=record_trajectory)
+        except FoldliteError:
+            raise
+        except Exception as e:  # noqa: BLE001 - reported as this record's failure
+            raise FoldliteError(f"record {record.id!r}: refinement failed ({type(e).__name__}: "
+                                f"{e}); --no-refine skips it") from e
         final = refined.with_plddt(best.plddt)
         trajectory = getattr(report, "trajectory", None) if record_trajectory else None
         timings["refine"] = time.perf_counter() - t0

@@ -15,6 +15,9 @@ memory of the process (plus peak device memory on accelerators that report it).
 
 The network's timings do not depend on the values of its weights, so without ``--weights`` the
 script uses a randomly initialised network of ``--config`` (default ``small``, the CPU model).
+Refinement, however, does depend on them: the output of a random network is a collapsed tangle
+that takes the minimiser far longer than a real prediction (or overflows its neighbour list),
+so with random weights refinement is off unless ``--refine on`` asks for it.
 
     python scripts/benchmark_predict.py                      # 50 100 200 400 1000, small model
     python scripts/benchmark_predict.py --lengths 100 --repeat-cached
@@ -63,7 +66,7 @@ def worker(args: argparse.Namespace) -> dict:
     fasta = work / "query.fasta"
     fasta.write_text(f">bench{args.worker}\n{sequence_of_length(args.worker)}\n")
     common = dict(weights=weights, device=args.device, chunk_size=args.chunk_size,
-                  num_recycles=args.num_recycles, refine=not args.no_refine,
+                  num_recycles=args.num_recycles, refine=args.refine == "on",
                   refine_steps=args.refine_steps, quiet=True)
     runs = []
     for i in range(2):
@@ -100,8 +103,7 @@ def run_length(n: int, args: argparse.Namespace) -> dict:
                         ("--refine-steps", args.refine_steps)):
         if value is not None:
             cmd += [flag, str(value)]
-    if args.no_refine:
-        cmd.append("--no-refine")
+    cmd += ["--refine", args.refine]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     if r.returncode != 0:
         return {"length": n, "error": (r.stderr.strip().splitlines() or ["?"])[-1]}
@@ -121,13 +123,16 @@ def main() -> None:
     p.add_argument("--chunk-size", type=int, help="attention chunk size (default: the model's)")
     p.add_argument("--num-recycles", type=int, help="default: the model's")
     p.add_argument("--refine-steps", type=int, help="default: the refinement's")
-    p.add_argument("--no-refine", action="store_true")
+    p.add_argument("--refine", choices=("auto", "on", "off"), default="auto",
+                   help="refinement stage (auto: on with --weights, off with random weights)")
     p.add_argument("--repeat-cached", action="store_true",
                    help="run every length twice; report the second (persistent cache filled)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per length")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.refine == "auto":
+        args.refine = "on" if args.weights else "off"
     if args.worker is not None:
         print(json.dumps(worker(args)))
         return
@@ -135,7 +140,7 @@ def main() -> None:
     import platform
     print(f"# foldlite predict benchmark: config={args.config} weights={args.weights or 'random'} "
           f"device={args.device or 'default'} chunk={args.chunk_size} "
-          f"recycles={args.num_recycles} refine={'off' if args.no_refine else args.refine_steps or 'default'}")
+          f"recycles={args.num_recycles} refine={args.refine} refine_steps={args.refine_steps}")
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, python {platform.python_version()}")
     header = ("length", "padded", "compile1", "features", "model", "refine", "outputs",

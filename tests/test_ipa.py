@@ -62,7 +62,8 @@ def ipa_fn(cfg, inputs):
                 s, z, Rigid(r, tr), m)))
     s, z, frames, mask = inputs
     args = (s, z, frames.rot, frames.trans, mask)
-    params = _perturbed(t.init(jax.random.PRNGKey(1), *args))
+    key = jax.random.PRNGKey(1)
+    params = _perturbed(compile_fast(t.init, key, *args)(key, *args))
     fn = compile_fast(t.apply, params, *args)
     return lambda s, z, f, m: fn(params, s, z, f.rot, f.trans, m)
 
@@ -107,7 +108,8 @@ def structure_fn(cfg, inputs):
     aatype = jnp.arange(N, dtype=jnp.int32) % 20
     frames_a = frames.scale_translation(10.0)
     args = (s, z, aatype, mask, frames_a.rot, frames_a.trans)
-    params = _perturbed(t.init(jax.random.PRNGKey(2), *args))
+    key = jax.random.PRNGKey(2)
+    params = _perturbed(compile_fast(t.init, key, *args)(key, *args))
     fn = compile_fast(t.apply, params, *args)
     return lambda f: fn(params, s, z, aatype, mask, f.rot, f.trans), frames_a, mask
 

@@ -99,17 +99,21 @@ def compile_fast(fn, *args):
         return lowered.compile()
 
 
+def _perturb_params(p, scale=0.1, seed=1):
+    """Zero-initialised output layers ("final" init) make many gradients and updates exactly
+    zero at init; add noise to every parameter so that the tests see a generic network.
+    (numpy: eager jax.random calls would compile one kernel per parameter shape)"""
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(
+        lambda x: np.asarray(x) + rng.normal(0.0, scale, x.shape).astype(np.float32), p)
+
+
 @pytest.fixture(scope="module")
 def params(model, sequence):
     f = make_features(sequence, pad_to=N_PAD)
     key = jax.random.PRNGKey(0)
     p = compile_fast(lambda k, f: model.init(k, f, 0), key, f)(key, f)
-    # Zero-initialised output layers ("final" init) make many gradients exactly zero at init;
-    # perturb every parameter so that the tests see a generic network.
-    # (numpy: eager jax.random calls would compile one kernel per parameter shape)
-    rng = np.random.default_rng(1)
-    return jax.tree_util.tree_map(
-        lambda x: np.asarray(x) + rng.normal(0.0, 0.1, x.shape).astype(np.float32), p)
+    return _perturb_params(p)
 
 
 def forward(model, params, features, num_recycles, chunk_size=None):
@@ -372,3 +376,33 @@ def test_recycled_pseudo_beta_from_frames_matches_atoms(out_padded, sequence):
     a = np.asarray(pseudo_beta_from_frames(out_padded.frames, aatype))
     b = np.asarray(pseudo_beta(out_padded.atom37, aatype))
     np.testing.assert_allclose(a[:L_REAL], b[:L_REAL], atol=1e-4)
+
+
+@pytest.mark.parametrize("outgoing", [True, False])
+def test_triangle_and_transition_blocking_is_exact(monkeypatch, outgoing):
+    """The cache-sized row blocks (used when chunk_size is 0) and explicit chunks give the
+    result of one unblocked evaluation."""
+    from foldlite.model import layers
+    from foldlite.model.triangle import TriangleMultiplication
+    from foldlite.model.trunk import Transition
+
+    n, c_z = 11, 8
+    z = jax.random.normal(jax.random.PRNGKey(0), (n, n, c_z))
+    pair_mask = jnp.ones((n, n)).at[-2:].set(0.0).at[:, -2:].set(0.0)
+
+    def fn(z, m, chunk):
+        tri = TriangleMultiplication(8, outgoing=outgoing, name="tri")(z, m, chunk_size=chunk)
+        return tri + Transition(2, name="transition")(z, chunk_size=chunk)
+
+    t = hk.without_apply_rng(hk.transform(fn))
+    p = _perturb_params(t.init(jax.random.PRNGKey(1), z, pair_mask, 0))
+
+    def run(chunk):  # the block size is read while tracing
+        return np.asarray(compile_fast(lambda p, z, m: t.apply(p, z, m, chunk),
+                                       p, z, pair_mask)(p, z, pair_mask))
+
+    monkeypatch.setattr(layers, "POSITIONS_PER_BLOCK", 10**9)
+    want = run(0)  # one unblocked evaluation
+    monkeypatch.setattr(layers, "POSITIONS_PER_BLOCK", 3 * n)  # blocks of 3 rows (padded)
+    np.testing.assert_allclose(run(0), want, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(run(4), want, atol=1e-5, rtol=1e-5)

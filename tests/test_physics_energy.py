@@ -72,11 +72,11 @@ def test_signed_volume_and_chirality():
 
 
 def _pair_list(n_atoms, pairs, special=()):
-    idx = np.full((n_atoms, 2), n_atoms, np.int32)
-    flag = np.zeros((n_atoms, 2), bool)
+    idx = np.full((3, 2), n_atoms, np.int32)  # padded rows hold n_atoms
+    flag = np.zeros((3,), bool)
     for k, (i, j) in enumerate(pairs):
-        idx[i, k] = j
-        flag[i, k] = (i, j) in special
+        idx[k] = (i, j)
+        flag[k] = (i, j) in special
     return jnp.asarray(idx), jnp.asarray(flag)
 
 
@@ -95,14 +95,14 @@ def test_repulsion_hand_values():
     # A 1-5 pair at 3.0 A: contact 3.4 - 0.5, no penalty.
     idx, flag = _pair_list(4, [(0, 1)], special={(0, 1)})
     assert float(E.repulsion_energy(x, idx, flag, radius, polar, tolerance=0.2)) == 0.0
-    # Empty slots contribute nothing.
+    # Empty rows contribute nothing.
     idx = jnp.full((4, 2), 4, jnp.int32)
-    assert float(E.repulsion_energy(x, idx, jnp.zeros((4, 2), bool), radius, polar)) == 0.0
+    assert float(E.repulsion_energy(x, idx, jnp.zeros((4,), bool), radius, polar)) == 0.0
 
 
 def test_attraction_hbond_restraint_hand_values():
     radius = jnp.array([1.7, 1.7])
-    idx = jnp.array([[1], [2]], jnp.int32)
+    idx = jnp.array([[0, 1], [2, 2]], jnp.int32)  # one pair and a padding row
     for d, want in ((3.4, -1.0), (3.4 + 0.75, -0.5), (3.4 + 1.5, 0.0), (3.0, -1.0)):
         x = _x([0, 0, 0], [d, 0, 0])
         assert float(E.attraction_energy(x, idx, radius, width=1.5)) == pytest.approx(
@@ -128,8 +128,8 @@ def test_every_term_has_finite_gradients_even_when_degenerate():
     triples = jnp.array([[0, 1, 2], [1, 2, 3]])
     quads = jnp.array([[0, 1, 2, 3], [1, 2, 3, 4]])
     one = jnp.ones(2)
-    nbr = jnp.array([[1, 2], [3, 5], [4, 5], [5, 5], [5, 5]], jnp.int32)
-    flag = jnp.zeros((5, 2), bool)
+    nbr = jnp.array([[0, 1], [0, 2], [1, 3], [2, 4], [5, 5]], jnp.int32)
+    flag = jnp.zeros((5,), bool)
     radius = jnp.full((5,), 1.7)
     polar = jnp.array([0, 1, 1, 0, 0], jnp.float32)
     fns = [
@@ -165,7 +165,7 @@ _terms = jax.jit(E.energy_terms, static_argnames=("weights",))
 
 def _nl(topo, x):
     return build_neighbor_list(x, topo.atom_mask, topo.exclusions, topo.one_five, cutoff=4.6,
-                               capacity=48, cell_capacity=32)
+                               capacity=16 * x.shape[0], cell_capacity=32)
 
 
 def test_total_energy_gradient_matches_finite_differences(small_system):

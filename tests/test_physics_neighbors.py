@@ -29,27 +29,29 @@ def test_matches_brute_force_with_exclusions_and_special_pairs():
     special2[2:, 0] = np.arange(n - 2)
     special = np.concatenate([special, special2], 1)
     nl = build_neighbor_list(jnp.asarray(x), jnp.asarray(mask), jnp.asarray(excl),
-                             jnp.asarray(special), cutoff=4.0, capacity=48, cell_capacity=24)
+                             jnp.asarray(special), cutoff=4.0, capacity=16 * n, cell_capacity=24)
     assert not bool(nl.overflow)
-    got = pairs_of(nl)
-    assert len(got) == len({tuple(sorted(p)) for p in got})  # each pair once
+    got = np.asarray(nl.pairs)[np.asarray(nl.pair_mask())]
+    assert len(got) == int(nl.count) == len(pairs_of(nl))  # each pair once
     want = brute_force_pairs(x, mask, 4.0, excl)
-    assert {tuple(sorted(p)) for p in got} == want
-    idx, flag = np.asarray(nl.idx), np.asarray(nl.special)
-    for i, k in zip(*np.nonzero(flag)):
-        assert abs(int(idx[i, k]) - i) == 2
+    assert pairs_of(nl) == want
+    assert np.all(np.asarray(nl.pairs)[int(nl.count):] == n)  # padding rows
+    flag = np.asarray(nl.special)[: int(nl.count)]
+    assert np.all(np.abs(got[flag, 0] - got[flag, 1]) == 2)
     assert int(flag.sum()) == sum(1 for p in want if abs(p[0] - p[1]) == 2)
 
 
 def test_overflow_is_reported_not_silent():
     x, mask = _cloud()
     excl = np.full((len(x), 1), -1, np.int32)
-    nl = build_neighbor_list(jnp.asarray(x), jnp.asarray(mask), jnp.asarray(excl), cutoff=4.0,
-                             capacity=4, cell_capacity=24)
-    assert bool(nl.overflow)
-    nl = build_neighbor_list(jnp.asarray(x), jnp.asarray(mask), jnp.asarray(excl), cutoff=4.0,
-                             capacity=48, cell_capacity=2)
-    assert bool(nl.overflow)
+    n = len(x)
+    args = (jnp.asarray(x), jnp.asarray(mask), jnp.asarray(excl))
+    assert not bool(build_neighbor_list(*args, cutoff=4.0, capacity=16 * n).overflow)
+    assert bool(build_neighbor_list(*args, cutoff=4.0, capacity=n).overflow)  # total pairs
+    assert bool(build_neighbor_list(*args, cutoff=4.0, capacity=16 * n,
+                                    row_capacity=2).overflow)  # pairs of one atom
+    assert bool(build_neighbor_list(*args, cutoff=4.0, capacity=16 * n,
+                                    cell_capacity=2).overflow)  # atoms in one cell
 
 
 def test_extended_chain_uses_little_memory():
@@ -59,7 +61,7 @@ def test_extended_chain_uses_little_memory():
     x = np.zeros((n, 3), np.float32)
     x[:, 0] = 1.5 * np.arange(n)
     nl = build_neighbor_list(jnp.asarray(x), jnp.ones(n), jnp.full((n, 1), -1, jnp.int32),
-                             cutoff=3.2, capacity=4, cell_capacity=4)
+                             cutoff=3.2, capacity=2 * n, row_capacity=4, cell_capacity=4)
     assert not bool(nl.overflow)
     assert pairs_of(nl) == {(i, i + 1) for i in range(n - 1)} | {(i, i + 2)
                                                                  for i in range(n - 2)}
@@ -79,7 +81,7 @@ def test_query_neighbors_and_rebuild_rule():
         want = set(np.nonzero((d[i] < 3.5) & (mask > 0))[0].tolist())
         assert set(idx[i][idx[i] < len(x)].tolist()) == want
     nl = build_neighbor_list(jnp.asarray(x), jnp.asarray(mask), jnp.full((len(x), 1), -1),
-                             cutoff=4.0, capacity=48, cell_capacity=24)
+                             cutoff=4.0, capacity=16 * len(x), cell_capacity=24)
     moved = x.copy()
     moved[3] += np.array([0.4, 0, 0], np.float32)
     assert not bool(needs_rebuild(nl, jnp.asarray(moved), jnp.asarray(mask), skin=1.0))

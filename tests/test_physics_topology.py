@@ -100,3 +100,33 @@ def test_ideal_values_and_buckets():
     sizes = [bucket_size(n) for n in range(1, 5000, 37)]
     assert all(b >= n for b, n in zip(sizes, range(1, 5000, 37)))
     assert len(set(sizes)) < 25
+
+
+def _rotate_downstream(p, i: int, angle: float):
+    """Rotate residues i+1.. about the C(i)-N(i+1) bond by ``angle`` (changes omega_i)."""
+    c, n = rc.atom_order["C"], rc.atom_order["N"]
+    pos = p.atom_positions.copy()
+    origin = pos[i, c]
+    axis = pos[i + 1, n] - origin
+    axis /= np.linalg.norm(axis)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rot = np.eye(3) + math.sin(angle) * k + (1 - math.cos(angle)) * k @ k
+    pos[i + 1:] = (pos[i + 1:] - origin) @ rot.T + origin
+    return p.replace(atom_positions=pos.astype(np.float32))
+
+
+def test_cis_targets_before_proline_only(capsid):
+    p = capsid
+    assert p.sequence[6] == "P" and p.sequence[3] != "P"
+    cis_pro = _rotate_downstream(_rotate_downstream(p, 5, math.pi), 2, math.pi)
+    topo, lay = build_topology(cis_pro.aatype, cis_pro.atom_positions, cis_pro.atom_mask,
+                               cis_pro.residue_index)
+    assert lay.cis[5] and not lay.cis[2]
+    assert np.nonzero(lay.cis)[0].tolist() == [5]
+    x = jnp.asarray(topo.reference)
+    om = np.asarray(E.dihedral_angles(x, jnp.asarray(topo.omegas)))[topo.omega_mask > 0]
+    assert abs(om[5]) < math.radians(10) and abs(om[2]) < math.radians(10)  # both are cis
+    assert topo.omega_target[5] == 0.0 and topo.omega_target[2] == pytest.approx(math.pi)
+    _, lay2 = build_topology(cis_pro.aatype, cis_pro.atom_positions, cis_pro.atom_mask,
+                             cis_pro.residue_index, cis_nonproline=True)
+    assert lay2.cis[2] and lay2.cis[5]

@@ -138,7 +138,7 @@ def test_pack_sidechains_on_a_backbone_only_chain(native):
     assert m["clash_violations"] == 0 and m["clashes"] <= 2
     cb = rc.atom_order["CB"]
     has_cb = native.atom_mask[:, cb] > 0
-    d = np.linalg.norm(full.atom_positions[has_cb, cb] - native.atom_positions[has_cb, cb], -1)
+    d = np.linalg.norm(full.atom_positions[has_cb, cb] - native.atom_positions[has_cb, cb], axis=-1)
     assert d.max() < 0.3
 
 
@@ -159,14 +159,22 @@ def test_bad_input_gives_clear_errors(native):
         refine(native, np.ones(3), config=CONFIG)
 
 
-def test_nonstandard_residues_are_refined_as_backbone(repo_root):
+def test_nonstandard_residues_are_refined_as_backbone(native, repo_root):
+    # The reader turns modified residues into UNK with a backbone only (2N0N has two).
     (p,) = read_structure_chains(repo_root / "tests/data/2N0N_model1.pdb.gz")
-    assert (p.aatype == rc.unk_restype_index).any()
-    out, report = refine(_perturb(p, 0.2), config=CONFIG)
-    assert len(report.nonstandard_residues) == int((p.aatype == rc.unk_restype_index).sum())
+    unk_in_file = p.aatype == rc.unk_restype_index
+    assert unk_in_file.sum() == 2
+    assert np.all(p.atom_mask[unk_in_file][:, ~np.isin(np.arange(37), [0, 1, 2, 4, 36])] == 0)
+    # Refine such a residue inside the test fragment (glycine 6 -> UNK keeps every table size,
+    # so no new compile).
+    aatype = native.aatype.copy()
+    assert rc.resnames[aatype[5]] == "GLY"
+    aatype[5] = rc.unk_restype_index
+    out, report = refine(_perturb(native.replace(aatype=aatype)), config=CONFIG)
+    assert report.nonstandard_residues == [f"A:{native.residue_ids[5]}"]
     assert report.metrics_after["violations"] == 0
-    unk = p.aatype == rc.unk_restype_index
-    assert np.array_equal(out.atom_mask[unk], p.atom_mask[unk])
+    assert out.aatype[5] == rc.unk_restype_index
+    assert np.array_equal(out.atom_mask[5], native.atom_mask[5])
 
 
 def test_cli_refine_end_to_end(native, tmp_path, monkeypatch, capsys):

@@ -5,9 +5,10 @@ with ``a = sigmoid(Linear(z)) * Linear(z)`` (likewise ``b``) masked by the pair 
 ``z_ij += sigmoid(Linear(z_ij)) * Linear(LayerNorm(x_ij))``.
 
 The projections ``a`` and ``b`` are laid out channel-first ``[c, N, N]`` so that the
-contraction over ``k`` is a batch of ``c`` plain matrix products. The product, its layer norm,
-the output projection and the gate are evaluated in chunks of rows ``i`` when
-``chunk_size > 0``.
+contraction over ``k`` is a batch of ``c`` plain matrix products. With ``chunk_size > 0`` the
+product, its layer norm, the output projection and the gate are evaluated for blocks of rows
+``i`` (bounded memory); otherwise the product is one batched matmul and the per-position output
+side runs over cache-sized row blocks (faster on CPU).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from foldlite.model.layers import LayerNorm, Linear, apply_linear, chunked, layer_norm
+from foldlite.model.layers import (LayerNorm, Linear, apply_linear, chunked, layer_norm,
+                                   row_block_size)
 
 
 class TriangleMultiplication(hk.Module):
@@ -64,15 +66,22 @@ class TriangleMultiplication(hk.Module):
         a, b = chunked(project, chunk_size, (z, pair_mask), (0, 0), out_axis=1)  # [c, N, N]
         # outgoing: x_ij = sum_k a_ik b_jk; incoming: x_ij = sum_k a_ki b_kj
         spec = "cik,cjk->cij" if self.outgoing else "cki,ckj->cij"
+        a_axis = 1 if self.outgoing else 2
 
-        def update(a_c, z_c):
-            # a_c: the rows i of a ([c, r, N] outgoing, [c, N, r] incoming);
-            # z_c [r, N, C_z] the same rows of z (for the gate).
-            x = jnp.moveaxis(jnp.einsum(spec, a_c, b), 0, -1)  # [r, N, c]
-            x = layer_norm(x, *ln_out)
+        def finish(x_c, z_c):
+            # x_c [c, r, N] products for rows i; z_c [r, N, C_z] the same rows of z (gate).
+            x = layer_norm(jnp.moveaxis(x_c, 0, -1), *ln_out)  # [r, N, c]
             out = apply_linear(x, w_o, b_o)
             zn = layer_norm(z_c, *ln_in).astype(dtype)
             gate = jax.nn.sigmoid(apply_linear(zn, w_g, b_g))
             return (out * gate).astype(jnp.float32)
 
-        return chunked(update, chunk_size, (a, z), (1 if self.outgoing else 2, 0))
+        if chunk_size > 0:
+            # bounded memory: product and output for a block of rows at a time
+            return chunked(lambda a_c, z_c: finish(jnp.einsum(spec, a_c, b), z_c),
+                           chunk_size, (a, z), (a_axis, 0))
+        # fastest: one batched matrix product, then the per-position output side over
+        # cache-sized row blocks
+        x = jnp.einsum(spec, a, b)  # [c, N, N]
+        rows = row_block_size(0, x.shape[1], x.shape[2])
+        return chunked(finish, rows, (x, z), (1, 0))

@@ -25,13 +25,16 @@ import jax.numpy as jnp
 
 from foldlite.model.attention import SingleAttention, TriangleAttention
 from foldlite.model.config import ModelConfig
-from foldlite.model.layers import LayerNorm, Linear, apply_linear, chunked, dropout, layer_norm
+from foldlite.model.layers import (LayerNorm, Linear, apply_linear, chunked, dropout, layer_norm,
+                                   row_block_size)
 from foldlite.model.triangle import TriangleMultiplication
 
 
 class Transition(hk.Module):
-    """Two-layer ReLU transition ``LayerNorm -> Linear(n*C) -> relu -> Linear(C)`` (Alg. 9, 15),
-    evaluated in chunks along the first axis."""
+    """Two-layer ReLU transition ``LayerNorm -> Linear(n*C) -> relu -> Linear(C)`` (Alg. 9, 15).
+
+    On a pair representation it runs over blocks of rows (``chunk_size`` rows, or cache-sized
+    blocks when ``chunk_size`` is 0; see ``layers.row_block_size``)."""
 
     def __init__(self, factor: int, name: str | None = None):
         super().__init__(name=name)
@@ -49,6 +52,8 @@ class Transition(hk.Module):
             h = jax.nn.relu(apply_linear(layer_norm(x_c, *ln).astype(dtype), w1, b1))
             return apply_linear(h, w2, b2).astype(jnp.float32)
 
+        if x.ndim == 3:  # pair transition: cache-sized row blocks unless told otherwise
+            chunk_size = row_block_size(chunk_size, x.shape[0], x.shape[1])
         return chunked(fn, chunk_size, (x,), (0,))
 
 

@@ -13,9 +13,9 @@ Terms
   * ``omega_energy``      peptide planarity, ``(1 - cos(omega - target)) / sd^2`` (trans target pi,
                           cis target 0), equal to ``0.5 z^2`` near the target.
   * ``chirality_energy``  harmonic in the signed volume of a chiral centre (CA; CB of Ile/Thr).
-  * ``repulsion_energy``  ``sum relu(lower_bound - d)^2`` over non-bonded pairs of a neighbour
-                          list, lower bound from van der Waals radii minus a tolerance (smaller
-                          for pairs that can hydrogen bond).
+  * ``repulsion_energy``  ``sum relu(contact - tolerance - d)^2`` over the non-bonded pairs of
+                          a neighbour list; contact from van der Waals radii (shorter for 1-5
+                          pairs and for pairs that can hydrogen bond).
   * ``attraction_energy`` optional weak contact attraction (smooth well past the contact distance).
   * ``hbond_energy``      optional backbone N...O hydrogen-bond well.
   * ``restraint_energy``  harmonic or flat-bottom pull to reference coordinates, per-atom weights.
@@ -140,56 +140,54 @@ def chirality_energy(x: jax.Array, quads: jax.Array, ideal: jax.Array, sd: jax.A
 
 
 # ---------------------------------------------------------------------------------------------
-# Non-bonded terms (pairs from a neighbour list idx [A,K], empty slots = A)
+# Non-bonded terms (pairs [P,2] from a neighbour list; padding rows hold index A)
 # ---------------------------------------------------------------------------------------------
 
-def pair_distances(x: jax.Array, nbr_idx: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Distances for a neighbour table. x [A,3], nbr_idx [A,K] -> (d [A,K], valid [A,K])."""
-    a = x.shape[0]
-    valid = nbr_idx < a
-    xj = _take(x, nbr_idx)
-    d = _safe_norm(xj - x[:, None, :])
-    return d, valid
+def pair_distances(x: jax.Array, pairs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Distances of listed pairs. x [A,3], pairs int [P,2] -> (d [P], valid [P])."""
+    valid = pairs[:, 0] < x.shape[0]
+    p = _take(x, pairs)
+    return _safe_norm(p[:, 1] - p[:, 0]), valid
 
 
-def contact_distance(radius: jax.Array, polar: jax.Array, nbr_idx: jax.Array,
-                     nbr_special: jax.Array, *, hbond_contact: float = 2.7,
+def contact_distance(radius: jax.Array, polar: jax.Array, pairs: jax.Array,
+                     special: jax.Array, *, hbond_contact: float = 2.7,
                      one_five_reduction: float = 0.5) -> jax.Array:
-    """Van der Waals contact distance of each listed pair [A,K] (Angstrom).
+    """Van der Waals contact distance of each listed pair [P] (Angstrom).
 
     ``radius_i + radius_j``, less ``one_five_reduction`` for pairs four bonds apart
-    (``nbr_special``: their distance follows a torsion, and without hydrogens, e.g. O(i)..C(i+1),
+    (``special``: their distance follows a torsion, and without hydrogens, e.g. O(i)..C(i+1),
     they sit inside the heavy-atom contact distance in well-refined structures); two polar atoms
     (N/O, able to hydrogen bond) may come as close as ``hbond_contact``.
     """
-    rj = _take(radius, nbr_idx)
-    pj = _take(polar, nbr_idx)
-    contact = radius[:, None] + rj - one_five_reduction * nbr_special
-    both_polar = (polar[:, None] > 0) & (pj > 0)
+    r = _take(radius, pairs)
+    q = _take(polar, pairs)
+    contact = r[:, 0] + r[:, 1] - one_five_reduction * special
+    both_polar = (q[:, 0] > 0) & (q[:, 1] > 0)
     return jnp.where(both_polar, jnp.minimum(contact, hbond_contact), contact)
 
 
-def pair_overlaps(x: jax.Array, nbr_idx: jax.Array, nbr_special: jax.Array, radius: jax.Array,
+def pair_overlaps(x: jax.Array, pairs: jax.Array, special: jax.Array, radius: jax.Array,
                   polar: jax.Array, *, hbond_contact: float = 2.7,
                   one_five_reduction: float = 0.5) -> tuple[jax.Array, jax.Array]:
-    """Overlap ``contact - d`` of listed pairs [A,K] (positive = closer than contact) and validity."""
-    d, valid = pair_distances(x, nbr_idx)
-    contact = contact_distance(radius, polar, nbr_idx, nbr_special, hbond_contact=hbond_contact,
+    """Overlap ``contact - d`` of listed pairs [P] (positive = closer than contact), validity."""
+    d, valid = pair_distances(x, pairs)
+    contact = contact_distance(radius, polar, pairs, special, hbond_contact=hbond_contact,
                                one_five_reduction=one_five_reduction)
     return contact - d, valid
 
 
-def repulsion_energy(x: jax.Array, nbr_idx: jax.Array, nbr_special: jax.Array, radius: jax.Array,
+def repulsion_energy(x: jax.Array, pairs: jax.Array, special: jax.Array, radius: jax.Array,
                      polar: jax.Array, *, tolerance: float = 0.2, hbond_contact: float = 2.7,
                      one_five_reduction: float = 0.5) -> jax.Array:
     """Soft repulsion ``sum(relu(overlap - tolerance)^2)`` (Angstrom^2) over listed pairs.
 
-    x [A,3]; nbr_idx [A,K] non-bonded pairs (exclusions applied when the list was built);
-    nbr_special [A,K] 1-5 pairs; radius [A] van der Waals radii; polar [A] 1 for N/O. See
+    x [A,3]; pairs [P,2] non-bonded pairs (exclusions applied when the list was built);
+    special [P] 1-5 pairs; radius [A] van der Waals radii; polar [A] 1 for N/O. See
     ``contact_distance``.
     """
-    over, valid = pair_overlaps(x, nbr_idx, nbr_special, radius, polar,
-                                hbond_contact=hbond_contact, one_five_reduction=one_five_reduction)
+    over, valid = pair_overlaps(x, pairs, special, radius, polar, hbond_contact=hbond_contact,
+                                one_five_reduction=one_five_reduction)
     v = jnp.where(valid, jax.nn.relu(over - tolerance), 0.0)
     return jnp.sum(v * v)
 
@@ -200,30 +198,31 @@ def _switch(t: jax.Array) -> jax.Array:
     return 0.5 * (1.0 + jnp.cos(jnp.pi * t))
 
 
-def attraction_energy(x: jax.Array, nbr_idx: jax.Array, radius: jax.Array, *,
+def attraction_energy(x: jax.Array, pairs: jax.Array, radius: jax.Array, *,
                       width: float = 1.5) -> jax.Array:
     """Weak contact attraction ``-sum(s(d))``: 1 per pair at or inside van der Waals contact
     (``r_i + r_j``), falling smoothly to 0 at contact + ``width``. Needs a list cutoff of at
     least ``2 * max(radius) + width``.
     """
-    d, valid = pair_distances(x, nbr_idx)
-    r0 = radius[:, None] + _take(radius, nbr_idx)
-    s = _switch((d - r0) / width)
+    d, valid = pair_distances(x, pairs)
+    r = _take(radius, pairs)
+    s = _switch((d - r[:, 0] - r[:, 1]) / width)
     return -jnp.sum(jnp.where(valid, s, 0.0))
 
 
-def hbond_energy(x: jax.Array, nbr_idx: jax.Array, donor: jax.Array, acceptor: jax.Array,
+def hbond_energy(x: jax.Array, pairs: jax.Array, donor: jax.Array, acceptor: jax.Array,
                  residue: jax.Array, *, optimum: float = 2.9, width: float = 0.3,
                  min_separation: int = 3) -> jax.Array:
     """Backbone hydrogen bonds: ``-sum(exp(-((d - optimum) / width)^2 / 2))`` over listed pairs
     of a backbone N (donor [A]) and a backbone O (acceptor [A]) at least ``min_separation``
     residues apart (residue [A], chain position).
     """
-    d, valid = pair_distances(x, nbr_idx)
-    dj = _take(donor, nbr_idx)
-    aj = _take(acceptor, nbr_idx)
-    is_pair = ((donor[:, None] > 0) & (aj > 0)) | ((acceptor[:, None] > 0) & (dj > 0))
-    sep = jnp.abs(residue[:, None] - _take(residue, nbr_idx)) >= min_separation
+    d, valid = pair_distances(x, pairs)
+    dn = _take(donor, pairs)
+    ac = _take(acceptor, pairs)
+    is_pair = ((dn[:, 0] > 0) & (ac[:, 1] > 0)) | ((ac[:, 0] > 0) & (dn[:, 1] > 0))
+    res = _take(residue, pairs)
+    sep = jnp.abs(res[:, 0] - res[:, 1]) >= min_separation
     g = jnp.exp(-0.5 * ((d - optimum) / width) ** 2)
     return -jnp.sum(jnp.where(valid & is_pair & sep, g, 0.0))
 
@@ -289,7 +288,7 @@ def energy_terms(x: jax.Array, topo, nbr, weights: EnergyWeights) -> dict[str, j
     ``foldlite.physics.neighbors.NeighborList`` built with ``topo.exclusions`` and
     ``topo.one_five``.
     """
-    nbr_idx = nbr.idx
+    pairs = nbr.pairs
     t = topo
     out = {
         "bond": weights.bond * bond_energy(x, t.bonds, t.bond_ideal, t.bond_sd, t.bond_mask),
@@ -300,15 +299,15 @@ def energy_terms(x: jax.Array, topo, nbr, weights: EnergyWeights) -> dict[str, j
         "chirality": weights.chirality * chirality_energy(x, t.chirals, t.chiral_ideal,
                                                           t.chiral_sd, t.chiral_mask),
         "repulsion": weights.repulsion * repulsion_energy(
-            x, nbr_idx, nbr.special, t.radius, t.polar, tolerance=weights.clash_tolerance,
+            x, pairs, nbr.special, t.radius, t.polar, tolerance=weights.clash_tolerance,
             hbond_contact=weights.hbond_contact, one_five_reduction=weights.one_five_reduction),
         "restraint": weights.restraint * restraint_energy(
             x, t.reference, t.restraint_weight, flat_bottom=weights.restraint_flat_bottom),
     }
     zero = jnp.zeros((), x.dtype)
     out["attraction"] = (weights.attraction * attraction_energy(
-        x, nbr_idx, t.radius, width=weights.attraction_width) if weights.attraction else zero)
-    out["hbond"] = (weights.hbond * hbond_energy(x, nbr_idx, t.donor, t.acceptor, t.residue)
+        x, pairs, t.radius, width=weights.attraction_width) if weights.attraction else zero)
+    out["hbond"] = (weights.hbond * hbond_energy(x, pairs, t.donor, t.acceptor, t.residue)
                     if weights.hbond else zero)
     return {k: out[k] for k in TERMS}
 

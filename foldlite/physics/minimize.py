@@ -46,7 +46,8 @@ class MinSettings:
     energy_tol: float = 1e-6          # relative energy change
     patience: int = 10
     skin: float = 1.0                 # Verlet skin (A)
-    capacity: int = 40                # neighbours per atom
+    pairs_per_atom: int = 8           # pair-list capacity per (padded) atom
+    row_capacity: int = 32            # pairs per atom before exclusions are removed
     cell_capacity: int = 24           # atoms per grid cell
     mode: str = "cartesian"           # "cartesian" | "chi"
     trajectory_every: int = 0         # 0 = no trajectory
@@ -117,6 +118,11 @@ def _make_optimizer(s: MinSettings, limits: "_Limits"):
             memory_size=s.lbfgs_memory,
             linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=15,
                                                       initial_guess_strategy="one"))
+    if s.optimizer == "lbfgs_bt":
+        return optax.lbfgs(
+            memory_size=s.lbfgs_memory,
+            linesearch=optax.scale_by_backtracking_linesearch(max_backtracking_steps=15,
+                                                              store_grad=True))
     raise ValueError(f"unknown optimizer {s.optimizer!r}")
 
 
@@ -163,7 +169,8 @@ def _minimize(params0, topo, system, limits: _Limits, s: MinSettings) -> MinResu
 
     def build(x):
         return build_neighbor_list(x, mask, topo.exclusions, topo.one_five, cutoff=s.cutoff,
-                                   capacity=s.capacity, cell_capacity=s.cell_capacity)
+                                   capacity=s.pairs_per_atom * x.shape[0],
+                                   row_capacity=s.row_capacity, cell_capacity=s.cell_capacity)
 
     def energy_fn(params, nl: NeighborList):
         x = _positions(params, system, mode)
@@ -173,10 +180,10 @@ def _minimize(params0, topo, system, limits: _Limits, s: MinSettings) -> MinResu
     # An empty list whose reference is far away: the first iteration builds the real one (a
     # single build site in the compiled loop keeps compile time down).
     a = x0.shape[0]
-    nl0 = NeighborList(idx=jnp.full((a, s.capacity), a, jnp.int32),
-                       count=jnp.zeros((a,), jnp.int32),
-                       special=jnp.zeros((a, s.capacity), bool),
-                       reference=jnp.full_like(x0, 1e6), overflow=jnp.zeros((), bool))
+    p = s.pairs_per_atom * a
+    nl0 = NeighborList(pairs=jnp.full((p, 2), a, jnp.int32), special=jnp.zeros((p,), bool),
+                       count=jnp.zeros((), jnp.int32), reference=jnp.full_like(x0, 1e6),
+                       overflow=jnp.zeros((), bool))
     frames0 = jnp.zeros((s.n_frames,) + x0.shape, x0.dtype)
     if s.n_frames:
         frames0 = frames0.at[0].set(x0)
@@ -201,7 +208,7 @@ def _minimize(params0, topo, system, limits: _Limits, s: MinSettings) -> MinResu
         x = _positions(c.params, system, mode)
         nl = jax.lax.cond(needs_rebuild(c.nl, x, mask, s.skin), build, lambda _: c.nl, x)
         f = partial(energy_fn, nl=nl)
-        if s.optimizer == "lbfgs":
+        if s.optimizer.startswith("lbfgs"):
             e, g = optax.value_and_grad_from_state(f)(c.params, state=c.opt_state)
             g = jnp.where(jnp.isfinite(g), g, 0.0) * pmask
             updates, opt_state = opt.update(g, c.opt_state, c.params, value=e, grad=g,
@@ -251,11 +258,12 @@ def run_minimizer(params0, topo, system, settings: MinSettings) -> tuple[MinResu
             frames.append(np.asarray(res.frames[: int(res.n_frames)]))
         if not bool(res.overflow):
             break
-        if settings.capacity >= 1024:
+        if settings.row_capacity >= 1024:
             raise RuntimeError("neighbour list overflow: atoms far too dense (overlapping)")
         params = res.params
         settings = dataclasses.replace(
-            settings, capacity=settings.capacity * 2, cell_capacity=settings.cell_capacity * 2,
+            settings, pairs_per_atom=settings.pairs_per_atom * 2,
+            row_capacity=settings.row_capacity * 2, cell_capacity=settings.cell_capacity * 2,
             max_steps=max(settings.max_steps - int(res.steps), 1))
     if frames:
         res = res._replace(frames=np.concatenate(frames, axis=0),

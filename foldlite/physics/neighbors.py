@@ -1,16 +1,17 @@
 """Neighbour lists for non-bonded terms: a sorted cell grid with fixed capacities.
 
 Atoms are binned into cubic cells of edge ``cutoff`` (the interaction range plus a skin). Cells are
-numbered along a bounding grid, atoms are sorted by cell number, and for every atom the 27 cells
-around it are located in the sorted order by binary search; each cell contributes at most
-``cell_capacity`` candidates, which are filtered by distance, by ``j > i`` (a half list, each pair
-once) and by the exclusion table (bonded 1-2, 1-3, 1-4 pairs), then compacted into a dense
-``[A, capacity]`` table. Time and memory are ``O(A * 27 * cell_capacity)``, linear in the number
-of atoms, never ``O(A^2)``.
+numbered along a bounding grid, atoms are sorted by cell number, and each atom finds its own cell
+and the 13 cells of a half shell in the sorted order by binary search; each cell contributes at
+most ``cell_capacity`` candidates, which are filtered by distance, by ``j > i`` within the own
+cell (so each pair is found once) and by the exclusion table (bonded 1-2, 1-3, 1-4 pairs). The
+pairs are compacted into a flat list ``pairs [P, 2]``: non-bonded terms then cost one gather (and
+one scatter in the gradient) per real pair, with no padding slots per atom. Time and memory are
+``O(A * 14 * cell_capacity)``, linear in the number of atoms, never ``O(A^2)``.
 
 Everything has a fixed shape so it runs under ``jax.jit`` and inside ``lax.while_loop``: a list
-that would need more room than ``capacity`` (or a cell more than ``cell_capacity``) sets
-``overflow``; the caller then rebuilds with larger capacities (a new compile, rare in practice).
+that would need more room than its capacities sets ``overflow``; the caller then rebuilds with
+larger capacities (a new compile, rare in practice).
 
 Verlet skin: a list built with ``cutoff = r_interaction + skin`` stays valid while no atom has
 moved more than ``skin / 2`` since the build (``needs_rebuild``).
@@ -38,31 +39,31 @@ _MAX_CELLS = 2**31 - 1
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class NeighborList:
-    """A half neighbour list (each unordered pair once).
+    """A flat list of atom pairs within the cutoff, each unordered pair once.
 
     Attributes:
-      idx: int32 [A, K]: neighbours of atom ``i`` within ``cutoff`` (each pair listed under one
-        of its two atoms); ``A`` (one past the last atom) marks an empty slot.
-      count: int32 [A]: number of filled slots per atom (may exceed ``K`` when ``overflow``).
-      special: bool [A, K]: the pair is listed in the ``special`` table of the build (e.g. 1-5
+      pairs: int32 [P, 2]: the pairs ``(i, j)``; rows past ``count`` hold ``(A, A)`` (A = number
+        of atoms, one past the last index).
+      special: bool [P]: the pair is listed in the ``special`` table of the build (e.g. 1-5
         pairs, which get a shorter contact distance).
+      count: int32 []: number of pairs found (may exceed ``P`` when ``overflow``).
       reference: float32 [A, 3]: positions at the build (for the rebuild test).
       overflow: bool []: the list is incomplete; rebuild with larger capacities.
     """
 
-    idx: jax.Array
-    count: jax.Array
+    pairs: jax.Array
     special: jax.Array
+    count: jax.Array
     reference: jax.Array
     overflow: jax.Array
 
     @property
     def capacity(self) -> int:
-        return self.idx.shape[-1]
+        return self.pairs.shape[0]
 
     def pair_mask(self) -> jax.Array:
-        """bool [A, K]: slots holding a neighbour."""
-        return self.idx < self.idx.shape[0]
+        """bool [P]: rows holding a pair."""
+        return self.pairs[:, 0] < self.reference.shape[0]
 
 
 def _cell_coords(x: jax.Array, mask: jax.Array, cell: float):
@@ -95,14 +96,11 @@ def _compact(values: jax.Array, ok: jax.Array, width: int, fill: int) -> jax.Arr
     return jnp.full((a, width), fill, values.dtype).at[rows, pos].set(values, mode="drop")
 
 
-@partial(jax.jit, static_argnames=("cutoff", "capacity", "cell_capacity"))
+@partial(jax.jit, static_argnames=("cutoff", "capacity", "row_capacity", "cell_capacity"))
 def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array,
-                        special: jax.Array | None = None, *, cutoff: float,
-                        capacity: int = 32, cell_capacity: int = 16) -> NeighborList:
-    """Build a half neighbour list (each pair once) with a sorted cell grid.
-
-    Each atom looks at its own cell (partners ``j > i``) and the 13 cells of a half shell
-    (all partners), so every pair is found exactly once.
+                        special: jax.Array | None = None, *, cutoff: float, capacity: int,
+                        row_capacity: int = 32, cell_capacity: int = 24) -> NeighborList:
+    """Build a flat pair list with a sorted cell grid (see the module docstring).
 
     Args:
       x: float32 [A, 3] positions.
@@ -112,11 +110,12 @@ def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array,
       special: int32 [A, F] or None: partners whose pairs are flagged in ``NeighborList.special``
         (same padding convention). Must be symmetric.
       cutoff: distance cutoff (Angstrom); also the cell edge.
-      capacity: K, neighbours kept per atom.
+      capacity: P, pairs kept in all.
+      row_capacity: pairs found per atom before the exclusions are removed, beyond ``E``.
       cell_capacity: M, atoms read per cell.
 
     Returns:
-      NeighborList with ``idx [A, K]``.
+      NeighborList with ``pairs [P, 2]``.
     """
     a = x.shape[0]
     mask = mask.astype(bool)
@@ -146,22 +145,35 @@ def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array,
     d2 = jnp.sum((x[:, None, :] - x[j]) ** 2, axis=-1)
     ok &= d2 < cutoff * cutoff
 
-    # Compact the pairs within the cutoff, then drop exclusions on the short table.
+    # Per atom: compact the pairs within the cutoff, drop the exclusions on the short table.
     n_excl = exclusions.shape[-1]
-    wide = capacity + n_excl
-    count_all = jnp.sum(ok, axis=-1)
+    wide = row_capacity + n_excl
+    row_all = jnp.sum(ok, axis=-1)
     jj = _compact(j.astype(jnp.int32), ok, wide, a)                           # [A,K+E]
     keep = jj < a
     if n_excl > 0:
         keep &= ~jnp.any(jj[:, :, None] == exclusions[:, None, :], axis=-1)
-    count = jnp.sum(keep, axis=-1).astype(jnp.int32)
-    idx = _compact(jj, keep, capacity, a)
     if special is not None and special.shape[-1] > 0:
-        flag = jnp.any(idx[:, :, None] == special[:, None, :], axis=-1)
+        flag = jnp.any(jj[:, :, None] == special[:, None, :], axis=-1)
     else:
-        flag = jnp.zeros(idx.shape, bool)
-    overflow = cell_over | jnp.any(count > capacity) | jnp.any(count_all > wide) | too_large
-    return NeighborList(idx=idx, count=count, special=flag, reference=x, overflow=overflow)
+        flag = jnp.zeros(jj.shape, bool)
+    # Then flatten into one list of pairs.
+    ii = jnp.broadcast_to(jnp.arange(a, dtype=jnp.int32)[:, None], jj.shape)
+    keep = keep.reshape(-1)
+    count = jnp.sum(keep).astype(jnp.int32)
+    pos = jnp.where(keep, jnp.cumsum(keep) - 1, capacity)
+    pairs = jnp.full((capacity, 2), a, jnp.int32).at[pos].set(
+        jnp.stack([ii.reshape(-1), jj.reshape(-1)], axis=-1), mode="drop")
+    special_flag = jnp.zeros((capacity,), bool).at[pos].set(flag.reshape(-1), mode="drop")
+    overflow = cell_over | jnp.any(row_all > wide) | (count > capacity) | too_large
+    return NeighborList(pairs=pairs, special=special_flag, count=count, reference=x,
+                        overflow=overflow)
+
+
+def pair_capacity(num_atoms_padded: int, per_atom: int = 8) -> int:
+    """A default pair capacity: ``per_atom`` pairs per atom (a protein has about 5 non-bonded
+    pairs per atom within 4.6 A, each counted once)."""
+    return int(per_atom * num_atoms_padded)
 
 
 @partial(jax.jit, static_argnames=("cutoff", "capacity", "cell_capacity"))
@@ -227,8 +239,7 @@ def brute_force_pairs(x: np.ndarray, mask: np.ndarray, cutoff: float,
 
 
 def pairs_of(nl: NeighborList) -> set[tuple[int, int]]:
-    """The pairs held by ``nl`` as a Python set (tests, debugging)."""
-    idx = np.asarray(nl.idx)
-    a = idx.shape[0]
-    ii, kk = np.nonzero(idx < a)
-    return set(zip(ii.tolist(), idx[ii, kk].tolist()))
+    """The pairs held by ``nl`` as a Python set of ``(min, max)`` (tests, debugging)."""
+    p = np.asarray(nl.pairs)
+    p = p[np.asarray(nl.pair_mask())]
+    return {(int(min(a, b)), int(max(a, b))) for a, b in p}

@@ -83,9 +83,9 @@ class RefineConfig:
     restraint_weight: float = 10.0
     restraint_flat_bottom: float = 0.0
     plddt_weighting: bool = True
-    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    optimizer: Literal["lbfgs", "lbfgs_bt", "adam"] = "lbfgs"
     learning_rate: float = 0.02
-    grad_tol: float = 0.1
+    grad_tol: float = 1.0
     energy_tol: float = 1e-6
     patience: int = 10
     keep_sidechains: bool = True
@@ -101,8 +101,9 @@ class RefineConfig:
             raise ConfigError("refine: max_steps must be >= 0 and max_rounds >= 1")
         if self.restraint_weight < 0:
             raise ConfigError("refine: restraint_weight must be >= 0")
-        if self.optimizer not in ("lbfgs", "adam"):
-            raise ConfigError(f"refine: optimizer {self.optimizer!r} is not 'lbfgs' or 'adam'")
+        if self.optimizer not in ("lbfgs", "lbfgs_bt", "adam"):
+            raise ConfigError(f"refine: optimizer {self.optimizer!r} is not 'lbfgs', "
+                              f"'lbfgs_bt' or 'adam'")
         if self.trajectory_every < 1:
             raise ConfigError("refine: trajectory_every must be at least 1")
 

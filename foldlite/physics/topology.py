@@ -55,8 +55,8 @@ CHIRAL_CENTRES: dict[str, tuple[tuple[str, str, str, str], ...]] = {
 }
 CA_CHIRAL = ("CA", "N", "C", "CB")
 
-# Disulfide geometry (typical crystallographic values; Engh & Huber 2001 / CCP4 monomer library
-# magnitudes): SG-SG 2.04 A, CB-SG-SG 104 degrees.
+# Disulfide geometry: typical values of refined protein structures (SG-SG about 2.04 A,
+# CB-SG-SG about 104 degrees), with loose standard deviations.
 DISULFIDE_BOND = (2.04, 0.02)
 DISULFIDE_ANGLE = (math.radians(104.0), math.radians(2.5))
 DISULFIDE_MAX = 2.5

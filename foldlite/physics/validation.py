@@ -37,14 +37,16 @@ CLASH_OVERLAP = 0.4
 _LIST_CUTOFF = 3.7  # > largest van der Waals contact (S-S 3.6 A)
 
 
-@partial(jax.jit, static_argnames=("weights", "capacity", "cell_capacity"))
-def _evaluate(x, topo, weights: E.EnergyWeights, *, capacity: int, cell_capacity: int):
+@partial(jax.jit, static_argnames=("weights", "per_atom", "row_capacity", "cell_capacity"))
+def _evaluate(x, topo, weights: E.EnergyWeights, *, per_atom: int, row_capacity: int,
+              cell_capacity: int):
     """Energy terms and per-item validation values, with one neighbour list."""
     cutoff = _LIST_CUTOFF + (weights.attraction_width if weights.attraction else 0.0)
     if weights.hbond:
         cutoff = max(cutoff, 2.9 + 4 * 0.3)
     nl = build_neighbor_list(x, topo.atom_mask, topo.exclusions, topo.one_five,
-                             cutoff=cutoff, capacity=capacity, cell_capacity=cell_capacity)
+                             cutoff=cutoff, capacity=per_atom * x.shape[0],
+                             row_capacity=row_capacity, cell_capacity=cell_capacity)
     terms = E.energy_terms(x, topo, nl, weights)
     bz = (E.bond_lengths(x, topo.bonds) - topo.bond_ideal) / topo.bond_sd
     az = (E.bond_angles(x, topo.angles) - topo.angle_ideal) / topo.angle_sd
@@ -54,15 +56,15 @@ def _evaluate(x, topo, weights: E.EnergyWeights, *, capacity: int, cell_capacity
     vol = E.signed_volumes(x, topo.chirals)
     wrong_hand = jnp.sign(vol) != jnp.sign(topo.chiral_ideal)
     # Clash count overlaps (with the 1-5 and hydrogen-bond corrections) and plain overlaps.
-    over, valid = E.pair_overlaps(x, nl.idx, nl.special, topo.radius, topo.polar,
+    over, valid = E.pair_overlaps(x, nl.pairs, nl.special, topo.radius, topo.polar,
                                   hbond_contact=weights.hbond_contact,
                                   one_five_reduction=weights.one_five_reduction)
-    plain, _ = E.pair_overlaps(x, nl.idx, jnp.zeros_like(nl.special), topo.radius,
+    plain, _ = E.pair_overlaps(x, nl.pairs, jnp.zeros_like(nl.special), topo.radius,
                                jnp.zeros_like(topo.polar), hbond_contact=0.0,
                                one_five_reduction=0.0)
     over = jnp.where(valid, over, -1.0)
     plain = jnp.where(valid, plain, -1.0)
-    values = (bz, az, dev, wrong_hand, over, plain, nl.idx)
+    values = (bz, az, dev, wrong_hand, over, plain, nl.pairs)
     return terms, values, nl.overflow
 
 
@@ -70,20 +72,20 @@ def evaluate(x, topo, weights: E.EnergyWeights = E.EnergyWeights()) -> tuple[dic
     """Energy terms (floats, with "total") and per-item validation values (numpy) at ``x``.
 
     Per-item values: bond_z [B], angle_z [T], omega_dev [P] (rad), omega_trans [P],
-    wrong_hand [Q], overlap and plain_overlap [A,K] with pair indices pairs [A,K] (-1 = none);
-    padding rows of the bonded tables are dropped.
+    wrong_hand [Q], overlap and plain_overlap [N] of the N non-bonded pairs within 3.7 A with
+    their atom indices pairs [N,2]; padding rows are dropped.
     """
-    capacity, cell_capacity = 48, 32
+    per_atom, row, cell = 8, 32, 32
     while True:
         terms, values, over = _evaluate(jnp.asarray(x, jnp.float32), topo, weights,
-                                        capacity=capacity, cell_capacity=cell_capacity)
+                                        per_atom=per_atom, row_capacity=row, cell_capacity=cell)
         if not bool(over):
             break
-        if capacity >= 4096:
+        if row >= 4096:
             raise RuntimeError("neighbour list overflow: atoms far too dense (overlapping)")
-        capacity, cell_capacity = capacity * 2, cell_capacity * 2
-    bz, az, dev, wrong, over, plain, idx = (np.asarray(v) for v in values)
-    a = idx.shape[0]
+        per_atom, row, cell = per_atom * 2, row * 2, cell * 2
+    bz, az, dev, wrong, over, plain, pairs = (np.asarray(v) for v in values)
+    a = np.asarray(topo.atom_mask).shape[0]
     energy = {k: float(v) for k, v in terms.items()}
     energy["total"] = float(sum(energy.values()))
     per_item = {
@@ -92,9 +94,9 @@ def evaluate(x, topo, weights: E.EnergyWeights = E.EnergyWeights()) -> tuple[dic
         "omega_dev": dev[np.asarray(topo.omega_mask) > 0],
         "omega_trans": np.asarray(topo.omega_target)[np.asarray(topo.omega_mask) > 0] > 1.0,
         "wrong_hand": wrong[np.asarray(topo.chiral_mask) > 0],
-        "overlap": over,
-        "plain_overlap": plain,
-        "pairs": np.where(idx < a, idx, -1),
+        "overlap": over[pairs[:, 0] < a],
+        "plain_overlap": plain[pairs[:, 0] < a],
+        "pairs": pairs[pairs[:, 0] < a],
     }
     return energy, per_item
 
@@ -155,7 +157,5 @@ def violating_atoms(values: dict, topo) -> np.ndarray:
     flag[bonds[np.abs(v["bond_z"]) > VIOLATION_SD].ravel()] = True
     angles = np.asarray(topo.angles)[np.asarray(topo.angle_mask) > 0]
     flag[angles[np.abs(v["angle_z"]) > VIOLATION_SD].ravel()] = True
-    ii, kk = np.nonzero(v["plain_overlap"] > VIOLATION_CLASH)
-    flag[ii] = True
-    flag[v["pairs"][ii, kk]] = True
+    flag[v["pairs"][v["plain_overlap"] > VIOLATION_CLASH].ravel()] = True
     return flag & (np.asarray(topo.atom_mask) > 0)

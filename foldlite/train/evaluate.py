@@ -118,7 +118,11 @@ _PREDICT_FNS: dict[Any, Any] = {}
 
 def _predict_fn(model_cfg: Any) -> Any:
     """Jitted ``(params, features, num_recycles) -> outputs`` for a model config (cached)."""
-    if model_cfg not in _PREDICT_FNS:
+    from foldlite.train.trainer import compiler_options
+
+    opts = compiler_options()
+    key = (model_cfg, tuple(sorted((opts or {}).items())))
+    if key not in _PREDICT_FNS:
         from foldlite.model import make_model
         from foldlite.model.heads import plddt_from_logits, ptm_from_logits
 
@@ -130,8 +134,8 @@ def _predict_fn(model_cfg: Any) -> Any:
                     "plddt": plddt_from_logits(out.plddt_logits),
                     "ptm": ptm_from_logits(out.pae_logits, features.mask)}
 
-        _PREDICT_FNS[model_cfg] = jax.jit(fn)
-    return _PREDICT_FNS[model_cfg]
+        _PREDICT_FNS[key] = jax.jit(fn, compiler_options=opts)
+    return _PREDICT_FNS[key]
 
 
 class Predictor:
