@@ -24,6 +24,7 @@ and ~2x the time for one [256, 256, 256] float32 output). ``--no-hugepages`` tur
 Examples:
     python scripts/benchmark_model.py --config small --lengths 64 128 256 512
     python scripts/benchmark_model.py --config small --lengths 512 1000 --chunk-size 64 --memory-only
+    python scripts/benchmark_model.py --lengths 256 --set trunk.triangle_attention=true
 
 Timings on a shared machine are noisy; the matmul throughput is measured in the same process
 right before the model so the fractions are comparable across loads.
@@ -136,7 +137,7 @@ def worker(args: argparse.Namespace) -> dict:
     from foldlite.model import load_model_config, make_model
 
     base_kib = proc_status_kib("VmRSS")
-    cfg = load_model_config(args.config)
+    cfg = load_model_config(args.config, overrides=args.set)
     model = make_model(cfg)
     length = args.worker
     rng = np.random.default_rng(0)
@@ -193,6 +194,8 @@ def run_length(args: argparse.Namespace, length: int) -> dict:
            "--chunk-size", str(args.chunk_size), "--num-recycles", str(args.num_recycles)]
     if args.memory_only:
         cmd.append("--memory-only")
+    for item in args.set:
+        cmd += ["--set", item]
     env = dict(os.environ)
     if not args.no_hugepages:
         tunables = [t for t in env.get("GLIBC_TUNABLES", "").split(":") if t]
@@ -216,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5, help="warm forward runs per length")
     p.add_argument("--chunk-size", type=int, default=0, help="0: no chunking")
     p.add_argument("--num-recycles", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model config key, e.g. trunk.triangle_attention=true")
     p.add_argument("--memory-only", action="store_true",
                    help="compile and run once: compile time and peak memory only")
     p.add_argument("--no-hugepages", action="store_true",
@@ -229,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     import jax
-    print(f"foldlite model benchmark: config={args.config} chunk_size={args.chunk_size} "
+    print(f"foldlite model benchmark: config={args.config} {' '.join(args.set)} "
+          f"chunk_size={args.chunk_size} "
           f"num_recycles={args.num_recycles} (forward = {args.num_recycles + 1} pass(es)), "
           f"jax {jax.__version__}, {os.cpu_count()} CPUs, device {jax.devices()[0].platform}, "
           f"hugepage malloc {'off' if args.no_hugepages else 'on'}")

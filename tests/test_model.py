@@ -378,31 +378,43 @@ def test_recycled_pseudo_beta_from_frames_matches_atoms(out_padded, sequence):
     np.testing.assert_allclose(a[:L_REAL], b[:L_REAL], atol=1e-4)
 
 
-@pytest.mark.parametrize("outgoing", [True, False])
-def test_triangle_and_transition_blocking_is_exact(monkeypatch, outgoing):
-    """The cache-sized row blocks (used when chunk_size is 0) and explicit chunks give the
-    result of one unblocked evaluation."""
+def test_blocked_evaluation_is_exact(monkeypatch):
+    """The cache-sized blocks (used when chunk_size is 0) and explicit chunks give the result
+    of one unblocked evaluation, for every chunked operation."""
     from foldlite.model import layers
+    from foldlite.model.attention import SingleAttention, TriangleAttention
     from foldlite.model.triangle import TriangleMultiplication
     from foldlite.model.trunk import Transition
 
     n, c_z = 11, 8
     z = jax.random.normal(jax.random.PRNGKey(0), (n, n, c_z))
-    pair_mask = jnp.ones((n, n)).at[-2:].set(0.0).at[:, -2:].set(0.0)
+    s = jax.random.normal(jax.random.PRNGKey(2), (n, 6))
+    mask = jnp.ones(n).at[-2:].set(0.0)
+    pair_mask = mask[:, None] * mask[None, :]
 
-    def fn(z, m, chunk):
-        tri = TriangleMultiplication(8, outgoing=outgoing, name="tri")(z, m, chunk_size=chunk)
-        return tri + Transition(2, name="transition")(z, chunk_size=chunk)
+    def fn(s, z, chunk):
+        kw = dict(chunk_size=chunk)
+        dz = [TriangleMultiplication(8, outgoing=True, name="tri_out")(z, pair_mask, **kw),
+              TriangleMultiplication(8, outgoing=False, name="tri_in")(z, pair_mask, **kw),
+              Transition(2, name="transition")(z, **kw),
+              TriangleAttention(2, 4, ending_node=False, name="att_start")(z, pair_mask, **kw),
+              TriangleAttention(2, 4, ending_node=True, name="att_end")(z, pair_mask, **kw)]
+        ds = SingleAttention(2, 4, name="single")(s, z, mask, **kw)
+        return [ds] + dz
 
     t = hk.without_apply_rng(hk.transform(fn))
-    p = _perturb_params(t.init(jax.random.PRNGKey(1), z, pair_mask, 0))
+    key = jax.random.PRNGKey(1)
+    p = _perturb_params(compile_fast(lambda k, s, z: t.init(k, s, z, 0), key, s, z)(key, s, z))
 
-    def run(chunk):  # the block size is read while tracing
-        return np.asarray(compile_fast(lambda p, z, m: t.apply(p, z, m, chunk),
-                                       p, z, pair_mask)(p, z, pair_mask))
+    def run(chunk):  # block sizes are read while tracing
+        return compile_fast(lambda p, s, z: t.apply(p, s, z, chunk), p, s, z)(p, s, z)
 
     monkeypatch.setattr(layers, "POSITIONS_PER_BLOCK", 10**9)
+    monkeypatch.setattr(layers, "ATTENTION_BLOCK_BYTES", 10**12)
     want = run(0)  # one unblocked evaluation
-    monkeypatch.setattr(layers, "POSITIONS_PER_BLOCK", 3 * n)  # blocks of 3 rows (padded)
-    np.testing.assert_allclose(run(0), want, atol=1e-5, rtol=1e-5)
-    np.testing.assert_allclose(run(4), want, atol=1e-5, rtol=1e-5)
+    # blocks of 3 rows (the last one padded) for every operation
+    monkeypatch.setattr(layers, "POSITIONS_PER_BLOCK", 3 * n)
+    monkeypatch.setattr(layers, "ATTENTION_BLOCK_BYTES", 3 * 2 * n * n * 4)
+    for got in (run(0), run(4)):
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), atol=1e-5, rtol=1e-5)

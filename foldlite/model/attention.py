@@ -6,9 +6,10 @@
 * ``TriangleAttention``: triangular gated self-attention around the starting node
   (Suppl. Alg. 13) or, by transposing the pair representation, the ending node (Alg. 14).
 
-Both evaluate in chunks along the query axis when ``chunk_size > 0`` (same result to float
-tolerance, bounded memory): triangle attention then needs ``O(chunk * H * L^2)`` memory for
-its logits instead of ``O(H * L^3)``.
+Both evaluate in chunks along the query axis (same result to float tolerance): ``chunk_size``
+rows at a time when given, which bounds memory (triangle attention then needs
+``O(chunk * H * L^2)`` for its logits instead of ``O(H * L^3)``), else blocks of about
+``layers.ATTENTION_BLOCK_BYTES`` of logits, which keeps them in cache (much faster on CPU).
 
 Masked keys get a large negative bias, so padded residues never change real ones.
 Softmax and the bias run in float32 whatever the compute dtype.
@@ -20,7 +21,8 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from foldlite.model.layers import MASK_BIAS, LayerNorm, Linear, apply_linear, chunked, layer_norm
+from foldlite.model.layers import (MASK_BIAS, LayerNorm, Linear, apply_linear,
+                                   attention_block_size, chunked, layer_norm)
 
 
 def gated_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, bias: jnp.ndarray,
@@ -83,7 +85,9 @@ class SingleAttention(hk.Module):
             pair_bias = jnp.moveaxis(apply_linear(zn, w_b, None), -1, 0)  # [H, c, N]
             return gated_attention(q_c, k, v, pair_bias.astype(jnp.float32) + key_bias, g_c)
 
-        o = chunked(attend, chunk_size, (q, g, z), (0, 0, 0))  # [N, H, d]
+        n = s.shape[0]
+        rows = attention_block_size(chunk_size, n, h * n * 4)
+        o = chunked(attend, rows, (q, g, z), (0, 0, 0))  # [N, H, d]
         return Linear(c_s, num_input_dims=2, init="final", name="output")(o).astype(jnp.float32)
 
 
@@ -142,7 +146,9 @@ class TriangleAttention(hk.Module):
             o = gated_attention(q, k, v, tri_bias[None] + key_bias, g)  # [c, N, H, d]
             return apply_linear(o, w_o, b_o, num_input_dims=2).astype(jnp.float32)
 
-        out = chunked(attend, chunk_size, (z, pair_mask), (0, 0))
+        n = z.shape[0]
+        rows = attention_block_size(chunk_size, n, h * n * n * 4)
+        out = chunked(attend, rows, (z, pair_mask), (0, 0))
         if self.ending_node:
             out = jnp.swapaxes(out, 0, 1)
         return out

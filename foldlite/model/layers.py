@@ -130,6 +130,22 @@ def dropout(x: jnp.ndarray, rate: float, is_training: bool,
 POSITIONS_PER_BLOCK = 8192
 
 
+#: attention logits are evaluated over blocks of query rows of about this many bytes when no
+#: chunk size is given: triangle attention at L = 256 ran 5-8x faster on CPU with its
+#: [rows, H, L, L] logits in blocks of ~2 MiB (L2-cache sized) than in one piece.
+ATTENTION_BLOCK_BYTES = 2 << 20
+
+
+def attention_block_size(chunk_size: int, num_rows: int, bytes_per_row: int) -> int:
+    """Rows per chunk for attention whose logits take ``bytes_per_row`` per chunked row:
+    ``chunk_size`` when given (> 0), else blocks of about ``ATTENTION_BLOCK_BYTES`` (0: no
+    chunking when everything fits)."""
+    if chunk_size > 0:
+        return chunk_size
+    rows = max(1, ATTENTION_BLOCK_BYTES // max(1, bytes_per_row))
+    return 0 if rows >= num_rows else rows
+
+
 def row_block_size(chunk_size: int, num_rows: int, row_length: int) -> int:
     """Rows per chunk for a per-position op on ``[num_rows, row_length, C]``: ``chunk_size``
     when given (> 0), else a cache-sized block of about ``POSITIONS_PER_BLOCK`` positions (0:

@@ -1,1 +1,12 @@
-"""foldlite.physics"""
+"""foldlite.physics: refinement by gradient descent on a differentiable heavy-atom energy.
+
+Modules: ``topology`` (flat atom list, bonded tables), ``energy`` (terms), ``neighbors`` (cell-grid
+pair lists), ``minimize`` (optax loop), ``sidechains`` (rotamers, chi refinement),
+``validation`` (violations, clashes, RMSZ), ``refine`` (the pipeline step and ``foldlite
+refine``).
+"""
+
+from foldlite.physics.refine import RefineConfig, RefineReport, refine
+from foldlite.physics.sidechains import pack_sidechains
+
+__all__ = ["RefineConfig", "RefineReport", "refine", "pack_sidechains"]

@@ -3,9 +3,10 @@
 Every term is a standalone function of flat atom positions ``x [A, 3]`` (float32) and index
 arrays with masks, so it can be used and tested alone. Units: Angstrom, radians; energies are
 dimensionless "z^2" units for the statistical (bonded) terms, ``0.5 * sum(z^2)`` with
-``z = (value - ideal) / sd`` and the ideal values and standard deviations of Engh & Huber
-(Acta Cryst. A47, 392-400, 1991; International Tables F, 2001). With this scale, a bond one
-standard deviation off costs 0.5, and the other terms are weighted against it (``EnergyWeights``).
+``z = (value - ideal) / sd`` and the ideal values and standard deviations of
+``foldlite.physics.topology`` (Engh & Huber, Acta Cryst. A47, 392-400, 1991, for the backbone).
+With this scale, a bond one standard deviation off costs 0.5, and the other terms are weighted
+against it (``EnergyWeights``); think of the unit as roughly kT.
 
 Terms
   * ``bond_energy``       harmonic in bond-length z-scores.

@@ -2,7 +2,8 @@
 
 ``minimize`` runs on flat heavy-atom positions (``mode="cartesian"``) or on the chi angles of
 rebuilt side chains (``mode="chi"``, atoms placed with ideal geometry by
-``foldlite.geometry.torsions.place_sidechains``). Each iteration:
+``foldlite.geometry.torsions.frames_and_torsions_to_atom14`` on the fixed backbone frames).
+Each iteration:
 
 1. rebuilds the neighbour list when an atom has moved more than half the skin since the last
    build (``neighbors.needs_rebuild``), inside the loop (``lax.cond``);
@@ -12,9 +13,11 @@ rebuilt side chains (``mode="chi"``, atoms placed with ideal geometry by
    less than ``energy_tol`` (relative) for ``patience`` steps in a row, or after ``max_steps``, or
    when the neighbour list overflowed (the caller grows its capacities and continues).
 
-Everything that shapes the compiled program is in the hashable ``MinSettings`` (a static jit
-argument); arrays are padded to bucketed sizes by the topology, so similar proteins share one
-compiled program.
+The shape of the compiled program comes from the hashable ``MinSettings`` (a static jit
+argument) less its step cap, tolerances and learning rate, which are passed as values; arrays are
+padded to bucketed sizes by the topology, so similar proteins share one compiled program. The
+loop state (parameters, optimiser state, neighbour list) goes in and out of the compiled loop,
+so a trajectory is recorded by running it in chunks with no extra compile.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class MinSettings:
     row_capacity: int = 32            # pairs per atom before exclusions are removed
     cell_capacity: int = 24           # atoms per grid cell
     mode: str = "cartesian"           # "cartesian" | "chi"
-    trajectory_every: int = 0         # 0 = no trajectory
+    trajectory_every: int = 0         # 0 = no trajectory; else keep positions every N steps
 
     @property
     def cutoff(self) -> float:
@@ -62,22 +65,19 @@ class MinSettings:
             reach = max(reach, 2.9 + 4 * 0.3)
         return float(reach + self.skin)
 
-    @property
-    def n_frames(self) -> int:
-        return self.max_steps // self.trajectory_every + 1 if self.trajectory_every else 0
-
 
 class ChiSystem(NamedTuple):
     """Data for chi-space minimisation (``mode="chi"``).
 
     base: [A,3] flat positions of every atom (those not rebuilt stay there);
-    atom37: [L,37,3] backbone positions (N, CA, C, O used) ; mask37 [L,37]; aatype [L];
-    flat_index: [L,37] flat index of each rebuilt atom, A (= out of range) elsewhere.
+    frames: Rigid [L] backbone frames; backbone_torsions: [L,3,2] (sin, cos) of omega, phi, psi
+    (psi places O); aatype: [L]; flat_index: [L,14] flat index of each rebuilt atom14 atom,
+    A (= out of range, dropped) elsewhere.
     """
 
     base: jax.Array
-    atom37: jax.Array
-    mask37: jax.Array
+    frames: object
+    backbone_torsions: jax.Array
     aatype: jax.Array
     flat_index: jax.Array
 
@@ -90,15 +90,17 @@ class MinResult(NamedTuple):
     steps: jax.Array         # [] int
     overflow: jax.Array      # [] bool
     converged: jax.Array     # [] bool
-    frames: jax.Array        # [F,A,3] trajectory (F = 0 when not recorded)
-    n_frames: jax.Array      # [] int frames written
+    frames: np.ndarray | None  # [F,A,3] positions every ``trajectory_every`` steps, or None
+    n_frames: jax.Array      # [] int
 
 
 def chi_positions(chis: jax.Array, system: ChiSystem) -> jax.Array:
-    """Flat positions [A,3] with side chains built at ``chis`` [L,4] (ideal geometry)."""
-    x37, _ = tors.place_sidechains(system.atom37, system.mask37, system.aatype, chis)
+    """Flat positions [A,3] with side chains built at ``chis`` [L,4] with ideal geometry
+    (``torsions.frames_and_torsions_to_atom14`` on the fixed backbone frames)."""
+    torsions = jnp.concatenate([system.backbone_torsions, tors.angles_to_sin_cos(chis)], axis=-2)
+    x14, _, _ = tors.frames_and_torsions_to_atom14(system.frames, torsions, system.aatype)
     flat = system.flat_index.reshape(-1)
-    return system.base.at[flat].set(x37.reshape(-1, 3), mode="drop")
+    return system.base.at[flat].set(x14.reshape(-1, 3), mode="drop")
 
 
 def _positions(params, system, mode: str):
@@ -109,9 +111,9 @@ def _positions(params, system, mode: str):
 
 def _make_optimizer(s: MinSettings, limits: "_Limits"):
     if s.optimizer == "adam":
-        def sched(count):  # exponential decay to 5% over max_steps (traced, no recompiles)
-            frac = count / jnp.maximum(limits.max_steps, 1).astype(jnp.float32)
-            return limits.learning_rate * 0.05 ** frac
+        def sched(count):  # exponential decay to 5% over the step cap (traced: no recompiles)
+            frac = count / jnp.maximum(limits.schedule_steps, 1).astype(jnp.float32)
+            return limits.learning_rate * 0.05 ** jnp.minimum(frac, 1.0)
         return optax.adam(sched)
     if s.optimizer == "lbfgs":
         return optax.lbfgs(
@@ -129,38 +131,70 @@ def _make_optimizer(s: MinSettings, limits: "_Limits"):
 class _Limits(NamedTuple):
     """The settings passed as traced values (changing them does not recompile)."""
 
-    max_steps: jax.Array
+    max_steps: jax.Array       # steps of this call
+    schedule_steps: jax.Array  # length of the Adam learning-rate decay
     grad_tol: jax.Array
     energy_tol: jax.Array
     patience: jax.Array
     learning_rate: jax.Array
 
 
-def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSettings
-             ) -> MinResult:
-    """Minimise the energy of ``topo`` over ``params0`` (positions [A,3] or chis [L,4]).
+class LoopState(NamedTuple):
+    """What the minimisation loop carries (so a run can continue where a call stopped)."""
 
-    Args:
-      params0: starting parameters.
-      topo: ``foldlite.physics.topology.Topology`` (jnp arrays).
-      system: ``ChiSystem`` for ``mode="chi"``, else None.
-      settings: ``MinSettings``. Step cap, tolerances, patience and learning rate are passed
-        to the compiled loop as values; the rest shapes the program (a new compile per value).
-    """
-    limits = _Limits(jnp.int32(settings.max_steps), jnp.float32(settings.grad_tol),
-                     jnp.float32(settings.energy_tol), jnp.int32(settings.patience),
-                     jnp.float32(settings.learning_rate))
-    static = dataclasses.replace(
-        settings, max_steps=settings.max_steps if settings.trajectory_every else 0,
-        grad_tol=0.0, energy_tol=0.0, patience=0, learning_rate=0.0)
-    return _minimize(params0, topo, system, limits, static)
+    params: jax.Array
+    opt_state: object
+    nl: NeighborList
+    energy: jax.Array
+    grad_rms: jax.Array
+    calm: jax.Array
+    overflow: jax.Array
+
+
+def _static(settings: MinSettings) -> MinSettings:
+    """The part of the settings that shapes the compiled program."""
+    return dataclasses.replace(settings, max_steps=0, grad_tol=0.0, energy_tol=0.0, patience=0,
+                               learning_rate=0.0, trajectory_every=0)
+
+
+def _limits(settings: MinSettings, max_steps: int) -> _Limits:
+    return _Limits(jnp.int32(max_steps), jnp.int32(settings.max_steps),
+                   jnp.float32(settings.grad_tol), jnp.float32(settings.energy_tol),
+                   jnp.int32(settings.patience), jnp.float32(settings.learning_rate))
 
 
 @partial(jax.jit, static_argnames=("s",))
-def _minimize(params0, topo, system, limits: _Limits, s: MinSettings) -> MinResult:
+def _init_state(params0, topo, system, limits: _Limits, s: MinSettings) -> LoopState:
+    x0 = _positions(params0, system, s.mode)
+    # An empty list whose reference is far away: the first step builds the real one (a single
+    # build site in the compiled loop keeps compile time down).
+    a = x0.shape[0]
+    p = s.pairs_per_atom * a
+    nl0 = NeighborList(pairs=jnp.full((p, 2), a, jnp.int32), special=jnp.zeros((p,), bool),
+                       count=jnp.zeros((), jnp.int32), reference=jnp.full_like(x0, 1e6),
+                       overflow=jnp.zeros((), bool))
+    opt = _make_optimizer(s, limits)
+    state = LoopState(params0, opt.init(params0), nl0, jnp.float32(jnp.inf),
+                      jnp.float32(jnp.inf), jnp.int32(0), jnp.zeros((), bool))
+    # Strong types throughout (optax initialises some scalars weakly typed), so that the state
+    # coming out of ``_minimize`` has the same types as the one going in: no recompiles when a
+    # run continues in chunks.
+    return jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype=jnp.asarray(v).dtype), state)
+
+
+@jax.jit
+def _positions_chi(params, system):
+    return chi_positions(params, system)
+
+
+@partial(jax.jit, static_argnames=("s",))
+def _minimize(state: LoopState, topo, system, limits: _Limits, s: MinSettings
+              ) -> tuple[LoopState, jax.Array]:
+    """Up to ``limits.max_steps`` optimiser steps from ``state``: (new state, steps taken)."""
     mode = s.mode
     mask = topo.atom_mask
     opt = _make_optimizer(s, limits)
+    params0 = state.params
     if mode == "cartesian":
         pmask = mask[:, None]
     else:
@@ -176,73 +210,74 @@ def _minimize(params0, topo, system, limits: _Limits, s: MinSettings) -> MinResu
         x = _positions(params, system, mode)
         return E.total_energy(x, topo, nl, s.weights)
 
-    x0 = _positions(params0, system, mode)
-    # An empty list whose reference is far away: the first iteration builds the real one (a
-    # single build site in the compiled loop keeps compile time down).
-    a = x0.shape[0]
-    p = s.pairs_per_atom * a
-    nl0 = NeighborList(pairs=jnp.full((p, 2), a, jnp.int32), special=jnp.zeros((p,), bool),
-                       count=jnp.zeros((), jnp.int32), reference=jnp.full_like(x0, 1e6),
-                       overflow=jnp.zeros((), bool))
-    frames0 = jnp.zeros((s.n_frames,) + x0.shape, x0.dtype)
-    if s.n_frames:
-        frames0 = frames0.at[0].set(x0)
+    def cond(c):
+        st, step = c
+        return ((step < limits.max_steps) & (st.grad_rms > limits.grad_tol)
+                & (st.calm < limits.patience) & ~st.overflow)
 
-    class Carry(NamedTuple):
-        params: jax.Array
-        opt_state: object
-        nl: NeighborList
-        step: jax.Array
-        energy: jax.Array
-        grad_rms: jax.Array
-        calm: jax.Array
-        overflow: jax.Array
-        frames: jax.Array
-        n_frames: jax.Array
-
-    def cond(c: Carry):
-        return ((c.step < limits.max_steps) & (c.grad_rms > limits.grad_tol)
-                & (c.calm < limits.patience) & ~c.overflow)
-
-    def body(c: Carry) -> Carry:
-        x = _positions(c.params, system, mode)
-        nl = jax.lax.cond(needs_rebuild(c.nl, x, mask, s.skin), build, lambda _: c.nl, x)
+    def body(c):
+        st, step = c
+        x = _positions(st.params, system, mode)
+        nl = jax.lax.cond(needs_rebuild(st.nl, x, mask, s.skin), build, lambda _: st.nl, x)
         f = partial(energy_fn, nl=nl)
         if s.optimizer.startswith("lbfgs"):
-            e, g = optax.value_and_grad_from_state(f)(c.params, state=c.opt_state)
+            e, g = optax.value_and_grad_from_state(f)(st.params, state=st.opt_state)
             g = jnp.where(jnp.isfinite(g), g, 0.0) * pmask
-            updates, opt_state = opt.update(g, c.opt_state, c.params, value=e, grad=g,
+            updates, opt_state = opt.update(g, st.opt_state, st.params, value=e, grad=g,
                                             value_fn=f)
         else:
-            e, g = jax.value_and_grad(f)(c.params)
+            e, g = jax.value_and_grad(f)(st.params)
             g = jnp.where(jnp.isfinite(g), g, 0.0) * pmask
-            updates, opt_state = opt.update(g, c.opt_state, c.params)
-        params = c.params + updates * pmask
+            updates, opt_state = opt.update(g, st.opt_state, st.params)
+        params = st.params + updates * pmask
         grad_rms = jnp.sqrt(jnp.sum(g * g) / n_real)
-        rel = jnp.abs(e - c.energy) / jnp.maximum(jnp.abs(e), 1.0)
-        calm = jnp.where(rel < limits.energy_tol, c.calm + 1, 0)
-        step = c.step + 1
-        frames, n_frames = c.frames, c.n_frames
-        if s.n_frames:
-            take = (step % s.trajectory_every) == 0
-            xn = _positions(params, system, mode)
-            frames = jax.lax.cond(take, lambda fr: fr.at[step // s.trajectory_every].set(xn),
-                                  lambda fr: fr, frames)
-            n_frames = jnp.where(take, step // s.trajectory_every + 1, n_frames)
+        rel = jnp.abs(e - st.energy) / jnp.maximum(jnp.abs(e), 1.0)
+        calm = jnp.where(rel < limits.energy_tol, st.calm + 1, 0)
         bad = ~jnp.isfinite(e)
-        return Carry(jnp.where(bad, c.params, params), opt_state, nl, step, e, grad_rms,
-                     jnp.where(bad, limits.patience, calm), c.overflow | nl.overflow, frames,
-                     n_frames)
+        new = LoopState(jnp.where(bad, st.params, params), opt_state, nl, e, grad_rms,
+                        jnp.where(bad, limits.patience, calm), st.overflow | nl.overflow)
+        return new, step + 1
 
-    init = Carry(params0, opt.init(params0), nl0, jnp.int32(0), jnp.float32(jnp.inf),
-                 jnp.float32(jnp.inf), jnp.int32(0), nl0.overflow, frames0,
-                 jnp.int32(1 if s.n_frames else 0))
-    c = jax.lax.while_loop(cond, body, init)
-    x = _positions(c.params, system, mode)
-    return MinResult(params=c.params, positions=x, energy=c.energy, grad_rms=c.grad_rms,
-                     steps=c.step, overflow=c.overflow,
-                     converged=(c.grad_rms <= limits.grad_tol) | (c.calm >= limits.patience),
-                     frames=c.frames, n_frames=c.n_frames)
+    return jax.lax.while_loop(cond, body, (state, jnp.int32(0)))
+
+
+def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSettings
+             ) -> MinResult:
+    """Minimise the energy of ``topo`` over ``params0`` (positions [A,3] or chis [L,4]).
+
+    Args:
+      params0: starting parameters.
+      topo: ``foldlite.physics.topology.Topology`` (jnp arrays).
+      system: ``ChiSystem`` for ``mode="chi"``, else None.
+      settings: ``MinSettings``. Step cap, tolerances, patience and learning rate are passed
+        to the compiled loop as values; the rest shapes the program (a new compile per value).
+        With ``trajectory_every`` the loop runs in chunks of that many steps, carrying its
+        state, and the positions after each chunk are kept (the same compiled program).
+    """
+    s = _static(settings)
+    state = _init_state(params0, topo, system, _limits(settings, settings.max_steps), s)
+    frames = []
+    every = settings.trajectory_every
+    pos = (lambda p: _positions_chi(p, system)) if settings.mode == "chi" else (lambda p: p)
+    if every:
+        frames.append(np.asarray(pos(state.params)))
+    steps = 0
+    while steps < settings.max_steps:
+        chunk = min(every, settings.max_steps - steps) if every else settings.max_steps
+        state, n = _minimize(state, topo, system, _limits(settings, chunk), s)
+        n = int(n)
+        steps += n
+        if every and n:
+            frames.append(np.asarray(pos(state.params)))
+        if n < chunk or not every:
+            break
+    converged = (float(state.grad_rms) <= settings.grad_tol) or (
+        int(state.calm) >= settings.patience)
+    return MinResult(params=state.params, positions=pos(state.params), energy=state.energy,
+                     grad_rms=state.grad_rms, steps=np.int32(steps), overflow=state.overflow,
+                     converged=np.bool_(converged),
+                     frames=np.stack(frames) if frames else None,
+                     n_frames=np.int32(len(frames)))
 
 
 def run_minimizer(params0, topo, system, settings: MinSettings) -> tuple[MinResult, MinSettings]:
@@ -254,8 +289,8 @@ def run_minimizer(params0, topo, system, settings: MinSettings) -> tuple[MinResu
     while True:
         res = minimize(params, topo, system, settings)
         steps_done += int(res.steps)
-        if settings.n_frames:
-            frames.append(np.asarray(res.frames[: int(res.n_frames)]))
+        if res.frames is not None:
+            frames.append(res.frames)
         if not bool(res.overflow):
             break
         if settings.row_capacity >= 1024:

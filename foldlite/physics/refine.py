@@ -282,8 +282,8 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
         x = res.positions
         steps += int(res.steps)
         converged = bool(res.converged)
-        if record_trajectory:
-            frames.append(np.asarray(res.frames)[: int(res.n_frames)])
+        if record_trajectory and res.frames is not None:
+            frames.append(res.frames if not frames else res.frames[1:])
         if rounds == config.max_rounds:
             break
         _, values = evaluate(x, topo_round, config.energy)

@@ -187,6 +187,14 @@ def _atom_tables() -> tuple[np.ndarray, np.ndarray]:
 _RADIUS14, _POLAR14 = _atom_tables()
 
 
+@jax.jit
+def _backbone_state(atom37, mask37, aatype):
+    """Backbone frames (Rigid [L]) and (sin, cos) of omega, phi, psi [L,3,2]."""
+    frames, _ = tors.backbone_frames(atom37, mask37)
+    sc, _, _ = tors.torsion_angles(atom37, mask37, aatype)
+    return frames, sc[:, :3]
+
+
 def _pad_residues(lpad: int, pos37: np.ndarray, mask37: np.ndarray, aatype: np.ndarray, *rest):
     """Pad residue arrays to ``lpad`` with ideal glycine backbones (non-degenerate frames keep
     gradients finite; callers mask the padding out); extra arrays are zero padded."""
@@ -323,15 +331,20 @@ def pack_sidechains(protein, *, rebuild_all: bool = False, residues: np.ndarray 
                                       insertion_code=protein.insertion_code,
                                       restraint_weight=0.0)
         a = topo.atom_mask.shape[0]
-        flat_index = np.where(built & new_mask, layout.index37, a)
-        flat_index = np.where(flat_index < 0, a, flat_index).astype(np.int32)
+        flat37 = np.where(built & new_mask, layout.index37, a)
+        flat37 = np.where(flat37 < 0, a, flat37)
+        # atom14 slots of each residue -> flat atom index (A where not rebuilt).
+        flat14 = np.take_along_axis(flat37, rc.restype_atom14_to_atom37[aatype], axis=1)
+        flat14 = np.where(rc.restype_atom14_mask[aatype] > 0, flat14, a).astype(np.int32)
         lpad = bucket_size(len(aatype), 32)
         p_pos, p_mask, p_aa, p_chis, p_index = _pad_residues(
             lpad, new_pos, new_mask.astype(np.float32), aatype.astype(np.int32), chis,
-            flat_index - a)
+            flat14 - a)
+        frames, bb_sc = _backbone_state(jnp.asarray(p_pos), jnp.asarray(p_mask),
+                                        jnp.asarray(p_aa))
         system = ChiSystem(
-            base=jnp.asarray(topo.reference), atom37=jnp.asarray(p_pos),
-            mask37=jnp.asarray(p_mask), aatype=jnp.asarray(p_aa),
+            base=jnp.asarray(topo.reference), frames=frames,
+            backbone_torsions=bb_sc, aatype=jnp.asarray(p_aa),
             flat_index=jnp.asarray(p_index + a, jnp.int32))
         settings = MinSettings(weights=weights or E.EnergyWeights(), optimizer="adam",
                                learning_rate=config.chi_learning_rate,

@@ -115,6 +115,7 @@ class TrainingData:
             raise ConfigError(f"{d.path}: no training chains in split {d.train_split!r} with "
                               f"{d.min_length}..{d.max_length} residues")
         self._perm_cache: dict[int, np.ndarray] = {}
+        self._validation: list | None = None
 
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch not in self._perm_cache:
@@ -155,6 +156,8 @@ class TrainingData:
         validation split (in split order) within the length limits."""
         from foldlite.train.evaluate import example_from_record
 
+        if self._validation is not None:
+            return self._validation
         ev = self.cfg.evaluation
         if ev.num_chains <= 0:
             return []
@@ -167,4 +170,5 @@ class TrainingData:
             out.append(example_from_record(self.dataset[int(i)], use_profile=True))
             if len(out) >= ev.num_chains:
                 break
+        self._validation = out
         return out

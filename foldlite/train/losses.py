@@ -49,6 +49,7 @@ from foldlite.train.fape import backbone_fape, frame_aligned_point_error
 # Chemistry tables used by the losses
 # --------------------------------------------------------------------------------------------
 
+
 def _peptide_tables() -> dict[str, np.ndarray]:
     """Per residue type [21] (mean, sd) of the peptide bond C(i)-N(i+1) (by the type of i+1),
     the angle CA(i)-C(i)-N(i+1) (by the type of i) and C(i)-N(i+1)-CA(i+1) (by the type of i+1),
@@ -88,9 +89,6 @@ _PRO = rc.restype_order["P"]
 _GLY = rc.restype_order["G"]
 _CYS = rc.restype_order["C"]
 _N, _CA, _C, _CB = (rc.atom_order[a] for a in ("N", "CA", "C", "CB"))
-
-#: Number of pLDDT bins (Suppl. Alg. 29): equal-width bins of lDDT in [0, 1].
-PLDDT_BINS = 50
 
 
 def _heads_bins() -> tuple[np.ndarray, np.ndarray]:

@@ -16,8 +16,10 @@ One code path from one CPU to many accelerators:
   reads the same config, builds the same global batch indices and loads only its own
   ``B / P`` examples (``jax.make_array_from_process_local_data``); process 0 writes checkpoints,
   logs and evaluations. On CPU the collectives go through gloo
-  (``jax_cpu_collectives_implementation``); ``tests/test_trainer.py`` runs two processes on one
-  machine and checks they train exactly like one process with two devices.
+  (``jax_cpu_collectives_implementation``). ``python scripts/train.py --local-processes 2 ...``
+  runs such a job on one machine; ``tests/test_trainer.py`` checks that it trains like one
+  device (with ``FOLDLITE_TEST_MULTIPROCESS=1``; 2 forced CPU devices in one process are
+  checked on every run).
 
 Every step ``s`` is a pure function of the config, the state and ``s``: the examples come from a
 permutation seeded by ``(seed, epoch)``, the number of recycles from a generator seeded by
@@ -371,6 +373,8 @@ class Trainer:
                                       compiler_options=opts)
         self._init_fn = _JIT_CACHE[key]
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.checkpoint.keep)
+        self._seconds_before = 0.0
+        self._run_start: float | None = None
         self.log_path = self.run_dir / "metrics.jsonl"
 
     # ---------------------------------------------------------------- state
@@ -392,6 +396,7 @@ class Trainer:
         if latest is None:
             raise ConfigError(f"--resume: no checkpoint in {self.checkpoints.directory}")
         state, extra = load_checkpoint(latest, self.state_template())
+        self._seconds_before = float(extra.get("train_seconds", 0.0))
         saved = extra.get("config")
         if saved is not None:
             mine = to_dict(self.cfg)
@@ -428,12 +433,24 @@ class Trainer:
         with open(self.log_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, default=fileio._json_default) + "\n")
 
+    def train_seconds(self) -> float:
+        """Wall time of training so far, over every run of this run folder."""
+        return self._seconds_before + (time.time() - self._run_start if self._run_start else 0)
+
+    def hardware(self) -> dict:
+        d = jax.devices()[0]
+        return {"platform": d.platform, "device_kind": d.device_kind,
+                "devices": jax.device_count(), "processes": jax.process_count(),
+                "cpu_count": os.cpu_count()}
+
     def _save(self, state: TrainState) -> Path | None:
         host = to_host(state)
         if not self.is_main:
             return None
         return self.checkpoints.save(host, extra={"config": to_dict(self.cfg),
-                                                  "model": to_dict(self.model_cfg)})
+                                                  "model": to_dict(self.model_cfg),
+                                                  "train_seconds": self.train_seconds(),
+                                                  "hardware": self.hardware()})
 
     def _write_weights(self, state: TrainState, metrics: dict) -> Path | None:
         host = to_host(state.ema_params)
@@ -441,7 +458,8 @@ class Trainer:
             return None
         path = self.run_dir / "weights.npz"
         meta = {"train_config": to_dict(self.cfg), "step": int(to_host(state.step)),
-                "ema_decay": self.cfg.ema_decay, "last_metrics": metrics}
+                "ema_decay": self.cfg.ema_decay, "train_seconds": round(self.train_seconds(), 1),
+                "hardware": self.hardware(), "last_metrics": metrics}
         save_weights(path, host, self.model_cfg, meta)
         return path
 
@@ -458,7 +476,10 @@ class Trainer:
             return {}
         predictor = Predictor(self.model_cfg, params, num_recycles=ev.num_recycles)
         summary = evaluate_examples(predictor, examples, baselines=False)
-        return {k: v for k, v in summary["mean"]["model"].items()}
+        out = dict(summary["mean"]["model"], num_chains=summary["num_chains"])
+        if summary["plddt_pearson_residue"] is not None:
+            out["plddt_pearson"] = summary["plddt_pearson_residue"]
+        return out
 
     # ---------------------------------------------------------------- loop
     def train(self, until_step: int | None = None, time_limit: float | None = None
@@ -471,6 +492,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             fileio.write_text(self.run_dir / "config.yaml",
                               yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        self._run_start = time.time()
         state = self._load_or_init()
         state = _replicate(state, self.replicated)
         start = int(to_host(state.step))
@@ -543,8 +565,9 @@ class Trainer:
         bar.close()
         if step > start or stopped in ("signal", "time"):
             self._save(state)
-        if stopped == "done" and self.cfg.evaluation.interval == 0:
-            ev = self.evaluate(state)
+        ev_int = self.cfg.evaluation.interval
+        if stopped == "done" and step > start and not (ev_int and step % ev_int == 0):
+            ev = self.evaluate(state)  # the final model is always evaluated
             if ev:
                 self._log({"kind": "eval", "step": step, "time": time.time(), **ev})
         weights = self._write_weights(state, last) if stopped == "done" else None
