@@ -228,8 +228,15 @@ def init_params(config: Any = "tiny", seed: int = 0) -> tuple[Any, Any]:
     cfg = load_model_config(config) if isinstance(config, (str, os.PathLike)) else config
     feats = make_features(np.arange(16, dtype=np.int32) % 20)
     init = jax.jit(lambda rng, f: make_model(cfg).init(rng, f, num_recycles=0, is_training=False))
-    params = jax.tree_util.tree_map(np.asarray, init(jax.random.PRNGKey(seed), feats))
+    rng = jax.random.PRNGKey(seed)
+    # Initialisation runs once: XLA's cheapest optimisation level compiles it ~3x faster.
+    fn = init.lower(rng, feats).compile(compiler_options=_FAST_COMPILE)
+    params = jax.tree_util.tree_map(np.asarray, fn(rng, feats))
     return params, cfg
+
+
+#: XLA options for programs that run once (compile time matters more than run time).
+_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 _MODEL_CACHE: dict[tuple, Model] = {}

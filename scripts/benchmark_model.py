@@ -23,7 +23,7 @@ and ~2x the time for one [256, 256, 256] float32 output). ``--no-hugepages`` tur
 
 Examples:
     python scripts/benchmark_model.py --config small --lengths 64 128 256 512
-    python scripts/benchmark_model.py --config small --lengths 512 1000 --chunk-size 64 --memory-only
+    python scripts/benchmark_model.py --lengths 512 1000 --chunk-size 64 --memory-only
     python scripts/benchmark_model.py --lengths 256 --set trunk.triangle_attention=true
 
 Timings on a shared machine are noisy; the matmul throughput is measured in the same process

@@ -5,7 +5,8 @@ set of 3D points generated in the local frame and mapped to the global frame by 
 attention logits combine scalar products, the pair bias and the squared distances between
 query and key points:
 
-    a_ij = softmax_j( w_L [ q_i.k_j / sqrt(c) + b_ij - gamma_h w_C / 2 sum_p |T_i q_ip - T_j k_jp|^2 ] )
+    a_ij = softmax_j( w_L [ q_i.k_j / sqrt(c) + b_ij
+                            - gamma_h w_C / 2 sum_p |T_i q_ip - T_j k_jp|^2 ] )
 
 with ``w_L = sqrt(1/3)``, ``w_C = sqrt(2 / (9 P_qk))``, ``gamma_h = softplus(.)`` learned per
 head. The output concatenates the attended scalar values, the attended value points mapped back
