@@ -10,7 +10,8 @@ atom, fixed seed):
    after ``foldlite.physics.refine``; each goal is printed PASS or FAIL.
 2. **Independent check**: the AMBER energy (OpenMM, amber14-all in vacuum, hydrogens added with
    ``openmm.app.Modeller`` and minimised with the heavy atoms fixed) of the perturbed start and
-   of foldlite's result.
+   of foldlite's result. Chains are split at gaps for OpenMM (which would bond across them),
+   each piece ending in an OXT.
 3. **Speed, side by side**: foldlite cold (first call in the process, compilation included; JAX
    caches cleared before each structure, no persistent cache) and compiled (second call), and
    OpenMM minimisation with AlphaFold2's relax settings (amber force field, hydrogens,
@@ -145,9 +146,25 @@ def have_openmm() -> bool:
     return importlib.util.find_spec("openmm") is not None
 
 
+def segments(p: Protein) -> list[Protein]:
+    """Split a chain at gaps (C(i)-N(i+1) > 2 A), each piece with its own chain id and a
+    terminal OXT: OpenMM would otherwise bond consecutive residues across a gap."""
+    n = rc.atom_order["N"]
+    d = np.linalg.norm(p.atom_positions[1:, n] - p.atom_positions[:-1, _C], axis=-1)
+    cuts = [0] + [i + 1 for i in np.nonzero(d > 2.0)[0]] + [p.length]
+    out = []
+    for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+        piece = Protein(aatype=p.aatype[a:b], atom_positions=p.atom_positions[a:b],
+                        atom_mask=p.atom_mask[a:b], residue_index=p.residue_index[a:b],
+                        chain_id="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[k % 52],
+                        insertion_code=p.insertion_code[a:b])
+        out.append(add_oxt(piece))
+    return out
+
+
 def _openmm_model(p: Protein):
     from openmm import app
-    pdb = app.PDBFile(io.StringIO(to_pdb_string(p)))
+    pdb = app.PDBFile(io.StringIO(to_pdb_string(segments(p))))
     ff = app.ForceField("amber14-all.xml")
     model = app.Modeller(pdb.topology, pdb.positions)
     model.addHydrogens(ff)
