@@ -241,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
           f"hugepage malloc {'off' if args.no_hugepages else 'on'}")
     print("Timings are wall-clock on a possibly shared machine; the matmul throughput is "
           "measured in the same process just before.")
-    header = (f"{'L':>5} {'compile s':>9} {'fwd s':>8} {'fwd min':>8} {'peak MiB':>9} "
+    header = (f"{'L':>5} {'compile s':>9} {'1st run':>8} {'fwd s':>8} {'fwd min':>8} "
+              f"{'peak MiB':>9} "
               f"{'base MiB':>8} {'GF mm':>8} {'GF ew':>7} {'xla GF*':>8} {'mm GF/s':>8} "
               f"{'mm frac':>7} {'all frac':>8}")
     print(header)
@@ -252,15 +253,19 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in r:
             print(f"{length:>5} failed: {r['error']}")
             continue
-        print(f"{length:>5} {r['compile_s']:>9.2f} {fmt(r.get('forward_s'), '>8.3f')} "
+        print(f"{length:>5} {r['compile_s']:>9.2f} {r['first_run_s']:>8.3f} "
+              f"{fmt(r.get('forward_s'), '>8.3f')} "
               f"{fmt(r.get('forward_min_s'), '>8.3f')} {r['peak_mib']:>9.0f} "
               f"{r['base_mib']:>8.0f} {r['gflop_matmul']:>8.2f} {r['gflop_elementwise']:>7.2f} "
               f"{r['xla_gflop_loop_bodies_once']:>8.2f} {fmt(r.get('matmul_gflops'), '>8.1f')} "
               f"{fmt(r.get('mm_frac'), '>7.3f')} {fmt(r.get('all_frac'), '>8.3f')}",
               flush=True)
-    print("GF mm / GF ew: matmul / element-wise GFLOP per forward (counted from the jaxpr, loops "
+    print("1st run: the first call after compiling; fwd s / fwd min: median / best warm call; "
+          "peak MiB: VmHWM of the worker (base MiB: resident after importing JAX); "
+          "GF mm / GF ew: matmul / element-wise GFLOP per forward (counted from the jaxpr, loops "
           "times trip counts); xla GF*: XLA cost analysis, which counts loop bodies once; "
-          "mm frac = GF mm / fwd s / mm GF/s; all frac uses GF mm + GF ew.")
+          "mm GF/s: measured float32 matmul throughput; mm frac = GF mm / fwd s / mm GF/s; "
+          "all frac uses GF mm + GF ew.")
     if args.json:
         from foldlite.fileio import write_json
         write_json(args.json, results)

@@ -14,6 +14,23 @@ import jax.numpy as jnp
 from foldlite.geometry.rigid import Rigid
 
 
+def local_coordinates(frames: Rigid, points: jnp.ndarray) -> jnp.ndarray:
+    """Every point in every frame: ``T_i^-1 x_j = R_i^T (x_j - t_i)``, [P, F, 3] (points
+    first).
+
+    Args:
+      frames: Rigid [F]; points: [P, 3].
+
+    Computed as one matrix product ``x [P, 3] @ R [3, F*3]`` minus ``t_i R_i``: no
+    [F, P, 3, 3] broadcast of the rotations, and a backward pass that is two plain matrix
+    products (about twice as fast on CPU as an einsum over the batch of frames).
+    """
+    n_frames = frames.rot.shape[0]
+    rot = jnp.transpose(frames.rot, (1, 0, 2)).reshape(3, n_frames * 3)  # [j, (f, i)]
+    rt = jnp.einsum("fj,fji->fi", frames.trans, frames.rot).reshape(n_frames * 3)
+    return (points @ rot - rt).reshape(points.shape[0], n_frames, 3)
+
+
 def frame_aligned_point_error(
     pred_frames: Rigid,
     true_frames: Rigid,
@@ -43,13 +60,13 @@ def frame_aligned_point_error(
       [] mean over existing (frame, point) pairs of the clamped distance, divided by
       ``length_scale``.
     """
-    # x_ij = T_i^-1 x_j for every frame i and point j: [F, P, 3].
-    local_pred = pred_frames.unsqueeze(-1).invert_apply(pred_positions[None, :, :])
-    local_true = true_frames.unsqueeze(-1).invert_apply(true_positions[None, :, :])
-    dist = jnp.sqrt(jnp.sum(jnp.square(local_pred - local_true), axis=-1) + eps)  # [F, P]
+    # x_ij = T_i^-1 x_j for every point j and frame i: [P, F, 3].
+    local_pred = local_coordinates(pred_frames, pred_positions)
+    local_true = local_coordinates(true_frames, true_positions)
+    dist = jnp.sqrt(jnp.sum(jnp.square(local_pred - local_true), axis=-1) + eps)  # [P, F]
     if clamp_distance is not None:
         dist = jnp.minimum(dist, clamp_distance)
-    mask = frames_mask[:, None] * positions_mask[None, :]
+    mask = positions_mask[:, None] * frames_mask[None, :]
     return jnp.sum(dist * mask) / (length_scale * (jnp.sum(mask) + 1e-8))
 
 

@@ -43,7 +43,7 @@ import numpy as np
 from foldlite import constants as rc
 from foldlite.geometry.rigid import Rigid
 from foldlite.train.config import LossConfig, LossWeights
-from foldlite.train.fape import backbone_fape, frame_aligned_point_error
+from foldlite.train.fape import backbone_fape, frame_aligned_point_error, local_coordinates
 
 # --------------------------------------------------------------------------------------------
 # Chemistry tables used by the losses
@@ -70,6 +70,8 @@ CA_CA_TOLERANCE = 0.15
 #: (ASP OD1/OD2, GLU OE1/OE2, PHE and TYR CD1/CD2, CE1/CE2; Suppl. 1.8.5).
 ATOM14_SWAP_PERM = np.asarray(rc.restype_atom14_swap_index, np.int32)
 ATOM14_AMBIGUOUS = np.asarray(rc.restype_atom14_is_ambiguous, np.float32)
+#: Rigid groups that side-chain FAPE uses: backbone, psi (O), chi1..chi4 (not pre-omega, phi).
+_FAPE_GROUPS = np.array([0, 3, 4, 5, 6, 7])
 #: atom14 slots that can hold an ambiguous atom (any residue type).
 _AMBIGUOUS_SLOTS = np.nonzero(ATOM14_AMBIGUOUS.any(0))[0]
 
@@ -262,6 +264,16 @@ def _dist(a: jnp.ndarray, b: jnp.ndarray, eps: float = 1e-10) -> jnp.ndarray:
     return jnp.sqrt(jnp.sum(jnp.square(a - b), axis=-1) + eps)
 
 
+def _pairwise_dist(a: jnp.ndarray, b: jnp.ndarray, eps: float = 1e-10) -> jnp.ndarray:
+    """[M, K] distances between points a [M, 3] and b [K, 3] through one matrix product
+    (``|a|^2 + |b|^2 - 2 a.b`` after centring, accurate to ~1e-3 A^2 for protein coordinates)."""
+    c = jax.lax.stop_gradient(jnp.mean(jnp.concatenate([a, b]), axis=0))
+    a, b = a - c, b - c
+    d2 = (jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None, :]
+          - 2.0 * jnp.einsum("mi,ki->mk", a, b))
+    return jnp.sqrt(jnp.maximum(d2, 0.0) + eps)
+
+
 def backbone_fape_loss(traj_frames: Rigid, targets: Targets, clamp: jnp.ndarray | float | None,
                        length_scale: float = 10.0) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Backbone FAPE averaged over iterations (``traj_frames`` Rigid [I, N]) and of the last one.
@@ -284,17 +296,20 @@ def optimal_renaming(pred_atom14: jnp.ndarray, targets: Targets) -> jnp.ndarray:
       [N] float, 1 where the alternative naming is better.
     """
     slots = jnp.asarray(_AMBIGUOUS_SLOTS)
+    n, s = pred_atom14.shape[0], len(_AMBIGUOUS_SLOTS)
+    pred_atom14 = jax.lax.stop_gradient(pred_atom14)
     amb = targets.atom14_ambiguous[:, slots]                                           # [N, S]
     exists = targets.atom14_mask
-    p_i, t_i, a_i = (x[:, slots] for x in (pred_atom14, targets.atom14, targets.atom14_alt))
-    # distances [N, S, N, 14] from ambiguous atoms of residue i to all atoms of all residues
-    d_pred = _dist(p_i[:, :, None, None], pred_atom14[None, None])
-    d_true = _dist(t_i[:, :, None, None], targets.atom14[None, None])
-    d_alt = _dist(a_i[:, :, None, None], targets.atom14[None, None])
-    mask = (amb[:, :, None, None] * exists[:, slots][:, :, None, None]
-            * exists[None, None] * (1.0 - targets.atom14_ambiguous)[None, None])
-    err_true = jnp.sum(mask * jnp.sqrt(1e-10 + jnp.square(d_pred - d_true)), axis=(1, 2, 3))
-    err_alt = jnp.sum(mask * jnp.sqrt(1e-10 + jnp.square(d_pred - d_alt)), axis=(1, 2, 3))
+    p_i, t_i, a_i = (x[:, slots].reshape(n * s, 3)
+                     for x in (pred_atom14, targets.atom14, targets.atom14_alt))
+    # distances [N*S, N*14] from ambiguous atoms of residue i to all atoms of all residues
+    d_pred = _pairwise_dist(p_i, pred_atom14.reshape(-1, 3))
+    d_true = _pairwise_dist(t_i, targets.atom14.reshape(-1, 3))
+    d_alt = _pairwise_dist(a_i, targets.atom14.reshape(-1, 3))
+    mask = ((amb * exists[:, slots]).reshape(n * s)[:, None]
+            * (exists * (1.0 - targets.atom14_ambiguous)).reshape(-1)[None, :])
+    err_true = jnp.sum((mask * jnp.abs(d_pred - d_true)).reshape(n, -1), axis=1)
+    err_alt = jnp.sum((mask * jnp.abs(d_pred - d_alt)).reshape(n, -1), axis=1)
     return jax.lax.stop_gradient((err_alt < err_true).astype(jnp.float32))
 
 
@@ -311,10 +326,15 @@ def sidechain_fape_loss(pred_group_frames: Rigid, pred_atom14: jnp.ndarray, targ
     true_frames = jax.tree_util.tree_map(
         lambda a, b: jnp.where(use_alt.reshape((-1,) + (1,) * (a.ndim - 1)), b, a),
         targets.group_frames, targets.group_frames_alt)
-    n = targets.aatype.shape[0]
-    flat = lambda r: Rigid(r.rot.reshape(n * 8, 3, 3), r.trans.reshape(n * 8, 3))  # noqa: E731
+    # The pre-omega and phi groups carry no atoms and never count (group_mask 0): leave them out.
+    groups = jnp.asarray(_FAPE_GROUPS)
+    n, g = targets.aatype.shape[0], len(_FAPE_GROUPS)
+
+    def flat(r: Rigid) -> Rigid:
+        return Rigid(r.rot[:, groups].reshape(n * g, 3, 3), r.trans[:, groups].reshape(n * g, 3))
+
     return frame_aligned_point_error(
-        flat(pred_group_frames), flat(true_frames), targets.group_mask.reshape(-1),
+        flat(pred_group_frames), flat(true_frames), targets.group_mask[:, groups].reshape(-1),
         pred_atom14.reshape(-1, 3), true_atoms.reshape(-1, 3), true_mask.reshape(-1),
         clamp, length_scale)
 
@@ -367,9 +387,9 @@ def plddt_loss(logits: jnp.ndarray, lddt: jnp.ndarray, targets: Targets) -> jnp.
 
 def aligned_error(pred_frames: Rigid, true_frames: Rigid) -> jnp.ndarray:
     """[N, N] error of CA ``j`` seen from frame ``i``, prediction vs truth (Suppl. 1.9.7)."""
-    local_pred = pred_frames.unsqueeze(-1).invert_apply(pred_frames.trans[None])
-    local_true = true_frames.unsqueeze(-1).invert_apply(true_frames.trans[None])
-    return jnp.sqrt(jnp.sum(jnp.square(local_pred - local_true), axis=-1) + 1e-8)
+    local_pred = local_coordinates(pred_frames, pred_frames.trans)   # [j, i, 3]
+    local_true = local_coordinates(true_frames, true_frames.trans)
+    return jnp.sqrt(jnp.sum(jnp.square(local_pred - local_true), axis=-1) + 1e-8).T
 
 
 def pae_loss(logits: jnp.ndarray, pred_frames: Rigid, targets: Targets, breaks: np.ndarray
@@ -462,7 +482,8 @@ def clash_loss(atom14: jnp.ndarray, atom14_mask: jnp.ndarray, targets: Targets,
     n = atom14.shape[0]
     mask = atom14_mask * targets.residue_mask[:, None]                              # [N, 14]
     radius = jnp.asarray(ATOM14_VDW_RADIUS)[targets.aatype]                         # [N, 14]
-    d = _dist(atom14[:, None, :, None], atom14[None, :, None, :])                  # [N, N, 14, 14]
+    flat = atom14.reshape(n * 14, 3)
+    d = _pairwise_dist(flat, flat).reshape(n, 14, n, 14).transpose(0, 2, 1, 3)    # [N, N, 14, 14]
     pm = mask[:, None, :, None] * mask[None, :, None, :]
     ii = jnp.arange(n)
     pm = pm * (ii[:, None] < ii[None, :])[:, :, None, None]
