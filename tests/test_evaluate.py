@@ -115,3 +115,32 @@ def test_evaluate_structures_cli(tiny_weights, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["evaluate", "--weights", str(tiny_weights), "--structures", str(empty)]) == 2
+
+
+def test_evaluate_examples_with_score_workers():
+    """Scores computed in worker processes equal those computed in place; pLDDT correlation."""
+    from foldlite.data.features import make_features
+    from foldlite.protein import read_structure
+
+    p = read_structure(DATA / "1A8O.pdb")
+    rng = np.random.default_rng(0)
+    examples = []
+    for k in range(4):
+        s = slice(k * 10, k * 10 + 30)
+        examples.append(ev.EvalExample(f"c{k}", make_features(p.aatype[s]), p.ca_positions[s],
+                                       p.ca_mask[s]))
+
+    def predictor(features):  # noise that grows along the chain; pLDDT that says so
+        n = len(features.aatype)
+        noise = np.linspace(0.1, 6.0, n)[:, None] * rng.normal(size=(n, 3))
+        i = next(j for j, e in enumerate(examples) if e.features is features)
+        return {"ca": examples[i].true_ca + noise, "plddt": np.linspace(95, 20, n),
+                "ptm": np.float32(0.5)}
+
+    a = ev.evaluate_examples(predictor, examples, workers=0, seed=3)
+    rng = np.random.default_rng(0)
+    b = ev.evaluate_examples(predictor, examples, workers=1, seed=3)
+    assert a["num_chains"] == 4 and a["mean"] == b["mean"]
+    assert set(a["mean"]) == {"model", "helix", "random_walk"}
+    assert 0.0 < a["mean"]["model"]["lddt_ca"] < 1.0
+    assert a["plddt_pearson_residue"] > 0.5

@@ -264,8 +264,8 @@ def _child_env(**extra):
     """Environment of a child training process: CPU only."""
     env = dict(os.environ)
     env.pop("XLA_FLAGS", None)
-    env.update(JAX_PLATFORMS="cpu", FOLDLITE_FAST_COMPILE="1", PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-               **extra)
+    env.update(JAX_PLATFORMS="cpu", FOLDLITE_FAST_COMPILE="1",
+               PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""), **extra)
     return env
 
 

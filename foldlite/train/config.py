@@ -2,7 +2,7 @@
 
 ``load_train_config(name_or_path, overrides)`` reads the YAML with ``foldlite.config.load_config``
 (unknown keys are errors, lists become tuples) and applies ``--set key=value`` overrides
-(``optimizer.learning_rate=3e-4``).
+(``optimizer.learning_rate=3.0e-4``; YAML 1.1 reads ``3e-4`` without a dot as a string).
 
 Loss weights can change during training: ``loss.stages`` is a list of ``{start_step, weights}``;
 the weights of the last stage whose ``start_step <= step`` apply (AlphaFold2 trains first without

@@ -594,7 +594,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(tiny, small)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value (dotted key, YAML value); repeatable, "
-                             "e.g. --set optimizer.learning_rate=3e-4 --set steps=2000")
+                             "e.g. --set optimizer.learning_rate=3.0e-4 --set steps=2000 "
+                             "(YAML: write floats with a dot, 3.0e-4, not 3e-4)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest checkpoint of the run folder")
     parser.add_argument("--until-step", type=int, default=None, metavar="N",
