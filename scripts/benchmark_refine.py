@@ -52,6 +52,7 @@ import jax  # noqa: E402
 from foldlite import constants as rc  # noqa: E402
 from foldlite.physics.refine import RefineConfig, refine  # noqa: E402
 from foldlite.physics.sidechains import incomplete_sidechains, pack_sidechains  # noqa: E402
+from foldlite.physics.topology import chain_links  # noqa: E402
 from foldlite.protein import Protein, read_structure, to_pdb_string  # noqa: E402
 
 GOALS = {
@@ -147,11 +148,11 @@ def have_openmm() -> bool:
 
 
 def segments(p: Protein) -> list[Protein]:
-    """Split a chain at gaps (C(i)-N(i+1) > 2 A), each piece with its own chain id and a
-    terminal OXT: OpenMM would otherwise bond consecutive residues across a gap."""
-    n = rc.atom_order["N"]
-    d = np.linalg.norm(p.atom_positions[1:, n] - p.atom_positions[:-1, _C], axis=-1)
-    cuts = [0] + [i + 1 for i in np.nonzero(d > 2.0)[0]] + [p.length]
+    """Split a chain where foldlite sees no peptide bond (``topology.chain_links``: a numbering
+    gap, or C(i)-N(i+1) beyond 4 A), each piece with its own chain id and a terminal OXT:
+    OpenMM would otherwise bond consecutive residues across a gap."""
+    linked = chain_links(p.atom_positions, p.atom_mask, p.residue_index, p.insertion_code)
+    cuts = [0] + [i + 1 for i in np.nonzero(~linked)[0]] + [p.length]
     out = []
     for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
         piece = Protein(aatype=p.aatype[a:b], atom_positions=p.atom_positions[a:b],

@@ -222,7 +222,9 @@ def choose_rotamers(atom37: np.ndarray, mask37: np.ndarray, aatype: np.ndarray,
     Args:
       atom37 [L,37,3], mask37 [L,37] (atoms to keep), aatype [L], rebuild bool [L].
     Returns:
-      (chis [L,4] radians of the chosen rotamers (0 where not rebuilt), rotamer index [L]).
+      (chis [L,4] radians of the chosen rotamers (0 where not rebuilt), rotamer index [L],
+      atom14 [L,14,3] coordinates of the chosen rotamers: kept N, CA, C, O (O built where
+      missing) and the side chain with ideal geometry).
     """
     L0 = len(aatype)
     lpad = bucket_size(L0, 32)
@@ -276,7 +278,7 @@ def choose_rotamers(atom37: np.ndarray, mask37: np.ndarray, aatype: np.ndarray,
             break
         choice = np.where(better, best, choice)
     out = chis[choice, cols] * rebuild[:, None]
-    return out[:L0].astype(np.float32), choice[:L0]
+    return out[:L0].astype(np.float32), choice[:L0], cand14[choice, cols][:L0]
 
 
 def pack_sidechains(protein, *, rebuild_all: bool = False, residues: np.ndarray | None = None,
@@ -311,12 +313,12 @@ def pack_sidechains(protein, *, rebuild_all: bool = False, residues: np.ndarray 
 
     # Keep backbone (+ kept side chains); drop partial side chains of rebuilt residues.
     keep37 = mask37 & ~(rebuild[:, None] & SIDECHAIN_MASK37[aatype])
-    chis, choice = choose_rotamers(pos37, keep37, aatype, rebuild, config)
-    x37, m37 = tors.place_sidechains(jnp.asarray(pos37 * keep37[..., None]),
-                                     jnp.asarray(keep37, jnp.float32), jnp.asarray(aatype),
-                                     jnp.asarray(chis))
-    x37 = np.asarray(x37)
-    m37 = np.asarray(m37) > 0
+    chis, choice, x14 = choose_rotamers(pos37, keep37, aatype, rebuild, config)
+    x37 = np.zeros_like(pos37)
+    slots = rc.restype_atom14_mask[aatype] > 0
+    rows = np.broadcast_to(np.arange(len(aatype))[:, None], slots.shape)
+    x37[rows[slots], rc.restype_atom14_to_atom37[aatype][slots]] = x14[slots]
+    m37 = rc.restype_atom37_mask[aatype] > 0
     built = (rebuild[:, None] & SIDECHAIN_MASK37[aatype]) | (~mask37[:, _O] & m37[:, _O])[:, None] \
         * (np.arange(37) == _O)[None]
     new_pos = np.where(built[..., None], x37, pos37 * keep37[..., None])
