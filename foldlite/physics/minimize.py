@@ -33,7 +33,8 @@ import optax
 
 from foldlite.geometry import torsions as tors
 from foldlite.physics import energy as E
-from foldlite.physics.neighbors import NeighborList, build_neighbor_list, needs_rebuild
+from foldlite.physics.neighbors import (NeighborList, build_neighbor_list, grow_capacities,
+                                       needs_rebuild)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,7 @@ class MinSettings:
     row_capacity: int = 32            # pairs per atom before exclusions are removed
     cell_capacity: int = 24           # atoms per grid cell
     mode: str = "cartesian"           # "cartesian" | "chi"
+    tolerate_overflow: bool = False   # go on with truncated pair lists (overcrowded input)
     trajectory_every: int = 0         # 0 = no trajectory; else keep positions every N steps
 
     @property
@@ -212,8 +214,9 @@ def _minimize(state: LoopState, topo, system, limits: _Limits, s: MinSettings
 
     def cond(c):
         st, step = c
-        return ((step < limits.max_steps) & (st.grad_rms > limits.grad_tol)
-                & (st.calm < limits.patience) & ~st.overflow)
+        go = (step < limits.max_steps) & (st.grad_rms > limits.grad_tol) & (
+            st.calm < limits.patience)
+        return go if s.tolerate_overflow else go & ~st.overflow
 
     def body(c):
         st, step = c
@@ -281,8 +284,10 @@ def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSe
 
 
 def run_minimizer(params0, topo, system, settings: MinSettings) -> tuple[MinResult, MinSettings]:
-    """``minimize`` with neighbour-list overflow handling: on overflow, double the capacities and
-    continue from where it stopped (a new compile; rare). Returns (result, settings used)."""
+    """``minimize`` with neighbour-list overflow handling: on overflow, double the capacities
+    (up to ``neighbors.MAX_CAPACITIES``; a new compile, rare) and continue from where it stopped;
+    at the caps, go on with truncated lists (``tolerate_overflow``). Returns (result, settings
+    used)."""
     params = params0
     steps_done = 0
     frames = []
@@ -290,16 +295,18 @@ def run_minimizer(params0, topo, system, settings: MinSettings) -> tuple[MinResu
         res = minimize(params, topo, system, settings)
         steps_done += int(res.steps)
         if res.frames is not None:
-            frames.append(res.frames)
-        if not bool(res.overflow):
+            frames.append(res.frames if not frames else res.frames[1:])
+        if not bool(res.overflow) or settings.tolerate_overflow:
             break
-        if settings.row_capacity >= 1024:
-            raise RuntimeError("neighbour list overflow: atoms far too dense (overlapping)")
+        caps = {"pairs_per_atom": settings.pairs_per_atom,
+                "row_capacity": settings.row_capacity, "cell_capacity": settings.cell_capacity}
+        grown = grow_capacities(caps)
         params = res.params
-        settings = dataclasses.replace(
-            settings, pairs_per_atom=settings.pairs_per_atom * 2,
-            row_capacity=settings.row_capacity * 2, cell_capacity=settings.cell_capacity * 2,
-            max_steps=max(settings.max_steps - int(res.steps), 1))
+        remaining = max(settings.max_steps - int(res.steps), 1)
+        if grown is None:
+            settings = dataclasses.replace(settings, tolerate_overflow=True, max_steps=remaining)
+        else:
+            settings = dataclasses.replace(settings, max_steps=remaining, **grown)
     if frames:
         res = res._replace(frames=np.concatenate(frames, axis=0),
                            n_frames=np.int32(sum(len(f) for f in frames)))

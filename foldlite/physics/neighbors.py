@@ -170,10 +170,55 @@ def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array,
                         overflow=overflow)
 
 
-def pair_capacity(num_atoms_padded: int, per_atom: int = 8) -> int:
-    """A default pair capacity: ``per_atom`` pairs per atom (a protein has about 5 non-bonded
-    pairs per atom within 4.6 A, each counted once)."""
-    return int(per_atom * num_atoms_padded)
+#: Default capacities (enough for any folded protein at a 4.6 A cutoff: about 5 pairs per atom,
+#: at most ~35 atoms within the cutoff of one atom, ~15 atoms per cell) and the caps beyond
+#: which an overcrowded structure (a collapsed model) is refined with truncated lists.
+DEFAULT_CAPACITIES = {"pairs_per_atom": 8, "row_capacity": 32, "cell_capacity": 24}
+MAX_CAPACITIES = {"pairs_per_atom": 128, "row_capacity": 512, "cell_capacity": 256}
+
+
+def _pow2_at_least(v: float, floor: int) -> int:
+    n = floor
+    while n < v:
+        n *= 2
+    return n
+
+
+def estimate_capacities(x: np.ndarray, mask: np.ndarray, cutoff: float, num_exclusions: int,
+                        num_padded: int, margin: float = 1.5) -> tuple[dict, bool]:
+    """Capacities for ``build_neighbor_list`` from the starting structure (host side, scipy
+    k-d tree), so that crowded inputs compile once with room to spare instead of overflowing.
+
+    Returns (capacities dict with pairs_per_atom, row_capacity, cell_capacity; truncated: True
+    when a cap of ``MAX_CAPACITIES`` was hit). Folded proteins get ``DEFAULT_CAPACITIES``.
+    """
+    from scipy.spatial import cKDTree
+
+    pts = np.asarray(x, np.float64)[np.asarray(mask) > 0]
+    caps = dict(DEFAULT_CAPACITIES)
+    if len(pts) < 2:
+        return caps, False
+    pairs = cKDTree(pts).query_pairs(cutoff, output_type="ndarray")
+    per_atom = np.bincount(pairs.ravel(), minlength=len(pts)) if len(pairs) else np.zeros(1)
+    cells = np.floor((pts - pts.min(0)) / cutoff).astype(np.int64)
+    _, occupancy = np.unique(cells, axis=0, return_counts=True)
+    need = {
+        "pairs_per_atom": margin * len(pairs) / max(num_padded, 1),
+        # candidates of one atom before exclusions: at most its full neighbour count
+        "row_capacity": margin * float(per_atom.max()) - num_exclusions,
+        "cell_capacity": margin * float(occupancy.max()),
+    }
+    truncated = False
+    for k, v in need.items():
+        caps[k] = min(_pow2_at_least(v, DEFAULT_CAPACITIES[k]), MAX_CAPACITIES[k])
+        truncated |= v > MAX_CAPACITIES[k]
+    return caps, truncated
+
+
+def grow_capacities(caps: dict) -> dict | None:
+    """Doubled capacities (capped), or None when every one is at its cap already."""
+    grown = {k: min(2 * v, MAX_CAPACITIES[k]) for k, v in caps.items()}
+    return None if grown == caps else grown
 
 
 @partial(jax.jit, static_argnames=("cutoff", "capacity", "cell_capacity"))

@@ -42,6 +42,7 @@ from foldlite import constants as rc
 from foldlite.errors import ConfigError, InputError
 from foldlite.physics import energy as E
 from foldlite.physics.minimize import MinSettings, run_minimizer
+from foldlite.physics.neighbors import estimate_capacities
 from foldlite.physics.sidechains import (SIDECHAIN_MASK37, PackConfig, check_backbone,
                                          incomplete_sidechains, pack_sidechains)
 from foldlite.physics.topology import build_topology
@@ -177,6 +178,10 @@ def _plain(obj):
     return obj
 
 
+def _list_cutoff(config: RefineConfig) -> float:
+    return MinSettings(weights=config.energy, skin=config.neighbor_skin).cutoff
+
+
 def _residue_weights(protein, plddt, config: RefineConfig) -> np.ndarray:
     L = protein.length
     if plddt is None or not config.plddt_weighting:
@@ -258,7 +263,14 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
 
     t = time.perf_counter()
     x0 = topo_j.reference
-    energy_before, values = evaluate(x0, topo_j, config.energy)
+    # Neighbour-list capacities from the start (crowded inputs, e.g. collapsed models, get room
+    # up front instead of recompiling on overflow).
+    caps, truncated = estimate_capacities(
+        topo.reference, topo.atom_mask, _list_cutoff(config), topo.exclusions.shape[1],
+        topo.atom_mask.shape[0])
+    eval_caps, _ = estimate_capacities(topo.reference, topo.atom_mask, 3.7,
+                                       topo.exclusions.shape[1], topo.atom_mask.shape[0])
+    energy_before, values = evaluate(x0, topo_j, config.energy, eval_caps)
     metrics_before = metrics_from_values(values, layout.num_atoms)
     timings["validation"] = time.perf_counter() - t
 
@@ -266,7 +278,8 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
         weights=config.energy, optimizer=config.optimizer, learning_rate=config.learning_rate,
         max_steps=config.max_steps, grad_tol=config.grad_tol, energy_tol=config.energy_tol,
         patience=config.patience, skin=config.neighbor_skin,
-        trajectory_every=config.trajectory_every if record_trajectory else 0)
+        trajectory_every=config.trajectory_every if record_trajectory else 0,
+        tolerate_overflow=truncated, **caps)
     t = time.perf_counter()
     x = x0
     steps = 0
@@ -286,7 +299,7 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
             frames.append(res.frames if not frames else res.frames[1:])
         if rounds == config.max_rounds:
             break
-        _, values = evaluate(x, topo_round, config.energy)
+        _, values = evaluate(x, topo_round, config.energy, eval_caps)
         bad = violating_atoms(values, topo_round)
         if not bad.any():
             break
@@ -300,7 +313,7 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
     timings["minimize"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    energy_after, values = evaluate(x, topo_j, config.energy)
+    energy_after, values = evaluate(x, topo_j, config.energy, eval_caps)
     metrics_after = metrics_from_values(values, layout.num_atoms)
     timings["validation"] += time.perf_counter() - t
 

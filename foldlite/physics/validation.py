@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from foldlite.physics import energy as E
-from foldlite.physics.neighbors import build_neighbor_list
+from foldlite.physics.neighbors import (DEFAULT_CAPACITIES, build_neighbor_list,
+                                       grow_capacities)
 
 #: AlphaFold2's violation thresholds.
 VIOLATION_SD = 12.0
@@ -68,22 +69,28 @@ def _evaluate(x, topo, weights: E.EnergyWeights, *, per_atom: int, row_capacity:
     return terms, values, nl.overflow
 
 
-def evaluate(x, topo, weights: E.EnergyWeights = E.EnergyWeights()) -> tuple[dict, dict]:
+def evaluate(x, topo, weights: E.EnergyWeights = E.EnergyWeights(),
+             capacities: dict | None = None) -> tuple[dict, dict]:
     """Energy terms (floats, with "total") and per-item validation values (numpy) at ``x``.
+
+    ``capacities``: starting neighbour-list capacities (``neighbors.estimate_capacities``);
+    they double on overflow up to ``neighbors.MAX_CAPACITIES``, beyond which the pair list is
+    truncated and ``per_item["truncated"]`` is True (only for grossly overcrowded input).
 
     Per-item values: bond_z [B], angle_z [T], omega_dev [P] (rad), omega_trans [P],
     wrong_hand [Q], overlap and plain_overlap [N] of the N non-bonded pairs within 3.7 A with
     their atom indices pairs [N,2]; padding rows are dropped.
     """
-    per_atom, row, cell = 8, 32, 32
+    caps = dict(capacities or DEFAULT_CAPACITIES)
     while True:
-        terms, values, over = _evaluate(jnp.asarray(x, jnp.float32), topo, weights,
-                                        per_atom=per_atom, row_capacity=row, cell_capacity=cell)
-        if not bool(over):
+        terms, values, overflow = _evaluate(jnp.asarray(x, jnp.float32), topo, weights,
+                                        per_atom=caps["pairs_per_atom"],
+                                        row_capacity=caps["row_capacity"],
+                                        cell_capacity=caps["cell_capacity"])
+        grown = grow_capacities(caps) if bool(overflow) else None
+        if grown is None:
             break
-        if row >= 4096:
-            raise RuntimeError("neighbour list overflow: atoms far too dense (overlapping)")
-        per_atom, row, cell = per_atom * 2, row * 2, cell * 2
+        caps = grown
     bz, az, dev, wrong, over, plain, pairs = (np.asarray(v) for v in values)
     a = np.asarray(topo.atom_mask).shape[0]
     energy = {k: float(v) for k, v in terms.items()}
@@ -97,6 +104,7 @@ def evaluate(x, topo, weights: E.EnergyWeights = E.EnergyWeights()) -> tuple[dic
         "overlap": over[pairs[:, 0] < a],
         "plain_overlap": plain[pairs[:, 0] < a],
         "pairs": pairs[pairs[:, 0] < a],
+        "truncated": bool(overflow),
     }
     return energy, per_item
 
@@ -129,6 +137,7 @@ def metrics_from_values(v: dict, num_atoms: int) -> dict:
         "omega_max_dev_deg": float(trans_dev.max()) if trans_dev.size else 0.0,
         "omega_over_15deg": int(np.sum(trans_dev > 15.0)),
         "wrong_chirality": int(np.sum(v["wrong_hand"])),
+        "pair_list_truncated": bool(v.get("truncated", False)),
     }
 
 
