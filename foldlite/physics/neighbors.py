@@ -184,28 +184,35 @@ def _pow2_at_least(v: float, floor: int) -> int:
     return n
 
 
-def estimate_capacities(x: np.ndarray, mask: np.ndarray, cutoff: float, num_exclusions: int,
-                        num_padded: int, margin: float = 1.5) -> tuple[dict, bool]:
+def estimate_capacities(x: np.ndarray, mask: np.ndarray, cutoff: float,
+                        exclusions: np.ndarray, margin: float = 1.5) -> tuple[dict, bool]:
     """Capacities for ``build_neighbor_list`` from the starting structure (host side, scipy
     k-d tree), so that crowded inputs compile once with room to spare instead of overflowing.
 
+    Args: x [A,3] and mask [A] (padded layout), cutoff, exclusions [A,E] (as for the build).
     Returns (capacities dict with pairs_per_atom, row_capacity, cell_capacity; truncated: True
     when a cap of ``MAX_CAPACITIES`` was hit). Folded proteins get ``DEFAULT_CAPACITIES``.
     """
     from scipy.spatial import cKDTree
 
-    pts = np.asarray(x, np.float64)[np.asarray(mask) > 0]
+    x = np.asarray(x, np.float64)
+    real = np.nonzero(np.asarray(mask) > 0)[0]
     caps = dict(DEFAULT_CAPACITIES)
-    if len(pts) < 2:
+    if len(real) < 2:
         return caps, False
-    pairs = cKDTree(pts).query_pairs(cutoff, output_type="ndarray")
-    per_atom = np.bincount(pairs.ravel(), minlength=len(pts)) if len(pairs) else np.zeros(1)
-    cells = np.floor((pts - pts.min(0)) / cutoff).astype(np.int64)
+    a = x.shape[0]
+    pairs = real[cKDTree(x[real]).query_pairs(cutoff, output_type="ndarray")]
+    per_atom = np.bincount(pairs.ravel(), minlength=a) if len(pairs) else np.zeros(1)
+    ex = np.asarray(exclusions)
+    rows = np.broadcast_to(np.arange(a)[:, None], ex.shape)
+    ex_keys = (rows * a + ex)[ex >= 0]
+    n_bonded = int(np.isin(pairs[:, 0] * a + pairs[:, 1], ex_keys).sum()) if len(pairs) else 0
+    cells = np.floor((x[real] - x[real].min(0)) / cutoff).astype(np.int64)
     _, occupancy = np.unique(cells, axis=0, return_counts=True)
     need = {
-        "pairs_per_atom": margin * len(pairs) / max(num_padded, 1),
-        # candidates of one atom before exclusions: at most its full neighbour count
-        "row_capacity": margin * float(per_atom.max()) - num_exclusions,
+        "pairs_per_atom": margin * (len(pairs) - n_bonded) / a,
+        # candidates of one atom before exclusions (half shell): at most its full count
+        "row_capacity": float(per_atom.max()) - ex.shape[1],
         "cell_capacity": margin * float(occupancy.max()),
     }
     truncated = False

@@ -265,11 +265,9 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
     x0 = topo_j.reference
     # Neighbour-list capacities from the start (crowded inputs, e.g. collapsed models, get room
     # up front instead of recompiling on overflow).
-    caps, truncated = estimate_capacities(
-        topo.reference, topo.atom_mask, _list_cutoff(config), topo.exclusions.shape[1],
-        topo.atom_mask.shape[0])
-    eval_caps, _ = estimate_capacities(topo.reference, topo.atom_mask, 3.7,
-                                       topo.exclusions.shape[1], topo.atom_mask.shape[0])
+    caps, truncated = estimate_capacities(topo.reference, topo.atom_mask, _list_cutoff(config),
+                                          topo.exclusions)
+    eval_caps, _ = estimate_capacities(topo.reference, topo.atom_mask, 3.7, topo.exclusions)
     energy_before, values = evaluate(x0, topo_j, config.energy, eval_caps)
     metrics_before = metrics_from_values(values, layout.num_atoms)
     timings["validation"] = time.perf_counter() - t

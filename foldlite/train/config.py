@@ -81,6 +81,8 @@ class DataConfig:
     crop_size: int = 128            # residues per training example (longer chains are cropped)
     batch_size: int = 4             # global batch (all devices and processes together)
     profile_dropout: float = 0.5    # probability of training an example without its profile
+    spatial_crop_prob: float = 0.5  # spatial (else contiguous) crops of chains > crop_size
+    cluster_weighting: bool = True  # sample chains with weight 1 / cluster size
     min_length: int = 20            # chains shorter than this are not used for training
     max_length: int = 100000        # nor longer than this
 
@@ -163,8 +165,10 @@ def validate(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         bad(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if cfg.data.crop_size < 8:
         bad(f"data.crop_size must be >= 8, got {cfg.data.crop_size}")
-    if not 0.0 <= cfg.data.profile_dropout <= 1.0:
-        bad(f"data.profile_dropout must be in [0, 1], got {cfg.data.profile_dropout}")
+    for name in ("profile_dropout", "spatial_crop_prob"):
+        v = getattr(cfg.data, name)
+        if not 0.0 <= v <= 1.0:
+            bad(f"data.{name} must be in [0, 1], got {v}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         bad(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if cfg.max_recycles < 0:

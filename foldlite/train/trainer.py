@@ -21,9 +21,10 @@ One code path from one CPU to many accelerators:
   device (with ``FOLDLITE_TEST_MULTIPROCESS=1``; 2 forced CPU devices in one process are
   checked on every run).
 
-Every step ``s`` is a pure function of the config, the state and ``s``: the examples come from a
-permutation seeded by ``(seed, epoch)``, the number of recycles from a generator seeded by
-``(seed, s)``, and every random key inside the step from ``fold_in(rng, s)``. That is what
+Every step ``s`` is a pure function of the config, the state and ``s``: the examples come from
+``foldlite.data.loader.Loader.batch(s)`` (cluster-weighted sampling, crops and profile dropout
+seeded by ``(seed, s)``), the number of recycles from a generator seeded by ``(seed, s)``, and
+every random key inside the step from ``fold_in(rng, s)``. That is what
 makes ``--resume`` continue exactly, and what makes 1 device and N devices agree.
 
 A step whose loss or gradient is not finite leaves params, optimiser state and EMA untouched,
@@ -95,22 +96,6 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     )
 
 
-def profile_dropout(features: Features, key: jax.Array, rate: float) -> Features:
-    """With probability ``rate`` replace the profile by the one-hot of the sequence
-    (``has_profile`` 0), so one model serves inputs with and without an alignment."""
-    if rate <= 0.0:
-        return features
-    drop = jax.random.bernoulli(key, rate)
-    aatype = features.aatype
-    one_hot = jax.nn.one_hot(aatype, 20, dtype=jnp.float32)
-    one_hot = jnp.where((aatype >= 20)[..., None], 1.0 / 20, one_hot)
-    one_hot = one_hot * features.mask[..., None]
-    return dataclasses.replace(
-        features,
-        profile=jnp.where(drop, one_hot, features.profile),
-        has_profile=jnp.where(drop, jnp.zeros_like(features.has_profile), features.has_profile))
-
-
 def num_recycles_for_step(cfg: TrainConfig, step: int) -> int:
     """Recycles for step ``step``: uniform in ``[0, max_recycles]`` (Suppl. 1.10), seeded by
     ``(seed, step)``."""
@@ -124,8 +109,8 @@ def make_loss_fn(model: Any, cfg: TrainConfig) -> Callable:
     the batch of the per-example losses (``vmap`` over the leading axis)."""
 
     def per_example(params, example, key, weights, num_recycles):
-        k_drop, k_model, k_clamp = jax.random.split(key, 3)
-        features = profile_dropout(example["features"], k_drop, cfg.data.profile_dropout)
+        k_model, k_clamp = jax.random.split(key)
+        features = example["features"]  # profile dropout is done by the loader
         output = model.apply(params, k_model, features, num_recycles=num_recycles,
                              is_training=True)
         targets = make_targets(example["atom37"], example["atom37_mask"], features.aatype,
