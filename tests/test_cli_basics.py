@@ -61,6 +61,10 @@ def test_config_unknown_and_missing_keys(tmp_path):
     p.write_text("name: a\ninner:\n  lr: 0.1\n")
     cfg = load_config(Outer, p, ["inner.lr=0.5", "steps=3"])
     assert cfg.inner.lr == 0.5 and cfg.steps == 3
+    # PyYAML reads 3e-4 (no dot) as a string; a float field still takes it
+    assert load_config(Outer, p, ["inner.lr=3e-4"]).inner.lr == 3e-4
+    with pytest.raises(ConfigError, match="expected a number"):
+        load_config(Outer, p, ["inner.lr=fast"])
     assert apply_overrides({"a": {"b": 1}}, ["a.c=x"]) == {"a": {"b": 1, "c": "x"}}
     p.write_text("- a list\n")
     with pytest.raises(ConfigError, match="mapping"):

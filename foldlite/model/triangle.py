@@ -83,5 +83,5 @@ class TriangleMultiplication(hk.Module):
         # fastest: one batched matrix product, then the per-position output side over
         # cache-sized row blocks
         x = jnp.einsum(spec, a, b)  # [c, N, N]
-        rows = row_block_size(0, x.shape[1], x.shape[2])
+        rows = row_block_size(chunk_size, x.shape[1], x.shape[2])
         return chunked(finish, rows, (x, z), (1, 0))

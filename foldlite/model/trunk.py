@@ -13,7 +13,8 @@ One block:
 6. ``z += Transition(z)`` (Alg. 15).
 
 Blocks are stacked with ``hk.layer_stack`` (one compiled block scanned over stacked
-parameters), optionally under ``hk.remat``. The residual streams ``s`` and ``z`` stay float32;
+parameters; unrolled and without CPU cache blocks when training, which makes the backward pass
+faster), optionally under ``hk.remat``. The residual streams ``s`` and ``z`` stay float32;
 each update computes in the configured dtype.
 """
 
@@ -25,8 +26,8 @@ import jax.numpy as jnp
 
 from foldlite.model.attention import SingleAttention, TriangleAttention
 from foldlite.model.config import ModelConfig
-from foldlite.model.layers import (LayerNorm, Linear, apply_linear, chunked, dropout, layer_norm,
-                                   row_block_size)
+from foldlite.model.layers import (NO_BLOCKS, LayerNorm, Linear, apply_linear, chunked, dropout,
+                                   layer_norm, row_block_size)
 from foldlite.model.triangle import TriangleMultiplication
 
 
@@ -146,9 +147,16 @@ class Trunk(hk.Module):
         if n == 0:
             return s, z
 
+        if is_training and chunk_size == 0:
+            chunk_size = NO_BLOCKS
+
         def block(s_, z_):
             return TrunkBlock(self.cfg, name="block")(s_, z_, mask, is_training, chunk_size)
 
         if self.cfg.trunk.remat:
             block = hk.remat(block)
-        return hk.layer_stack(n, name="blocks")(block)(s, z)
+        # Training unrolls the scan over blocks (same stacked parameters): the backward pass of
+        # a rolled scan slices its stacked residuals and accumulates the stacked gradients
+        # dynamically, which made the `small` trunk's gradient 1.6x slower at L = 96 on CPU.
+        unroll = n if is_training else 1
+        return hk.layer_stack(n, unroll=unroll, name="blocks")(block)(s, z)

@@ -51,14 +51,15 @@ from foldlite.train.fape import backbone_fape, frame_aligned_point_error, local_
 
 
 def _peptide_tables() -> dict[str, np.ndarray]:
-    """Per residue type [21] (mean, sd) of the peptide bond C(i)-N(i+1) (by the type of i+1),
-    the angle CA(i)-C(i)-N(i+1) (by the type of i) and C(i)-N(i+1)-CA(i+1) (by the type of i+1),
-    from Engh & Huber 1991 (``constants.engh_huber``: generic values, glycine and proline)."""
-    out = {k: np.zeros((21, 2), np.float32) for k in ("c_n", "ca_c_n", "c_n_ca")}
-    for r, resname in enumerate(rc.resnames):
-        out["c_n"][r] = rc.engh_huber(("C", "+N"), resname)
-        out["ca_c_n"][r] = rc.engh_huber(("CA", "C", "+N"), resname)
-        out["c_n_ca"][r] = rc.engh_huber(("-C", "N", "CA"), resname)
+    """[21 (type of i), 21 (type of i+1), 2] (mean, sd) of the peptide bond C(i)-N(i+1) and the
+    angles CA(i)-C(i)-N(i+1) and C(i)-N(i+1)-CA(i+1), from Engh & Huber 1991 with their glycine
+    and proline exceptions resolved by ``constants.peptide_geometry``."""
+    out = {k: np.zeros((21, 21, 2), np.float32) for k in ("c_n", "ca_c_n", "c_n_ca")}
+    for r, res_i in enumerate(rc.resnames):
+        for q, res_next in enumerate(rc.resnames):
+            geo = rc.peptide_geometry(res_i, res_next)
+            for k in out:
+                out[k][r, q] = geo[k]
     return out
 
 
@@ -441,7 +442,7 @@ def backbone_violations(atom14: jnp.ndarray, atom14_mask: jnp.ndarray, targets: 
     next_pro = (next_type == _PRO)
 
     c_n = _dist(c, n_next)
-    l0, sd = (jnp.asarray(PEPTIDE["c_n"])[next_type, k] for k in (0, 1))
+    l0, sd = (jnp.asarray(PEPTIDE["c_n"])[this_type, next_type, k] for k in (0, 1))
     bond_err = jax.nn.relu(jnp.abs(c_n - l0) - tolerance * sd)
 
     def cos_angle(a, b, c_):  # cosine of the angle at b
@@ -449,13 +450,13 @@ def backbone_violations(atom14: jnp.ndarray, atom14_mask: jnp.ndarray, targets: 
         return jnp.sum(u * v, -1) / (jnp.sqrt(jnp.sum(u * u, -1) + 1e-8)
                                      * jnp.sqrt(jnp.sum(v * v, -1) + 1e-8))
 
-    def cos_target(table, types):  # (cos of the mean, sd in cosine units: |d cos| = sin d angle)
-        deg, sd_deg = (jnp.asarray(table)[types, k] for k in (0, 1))
+    def cos_target(table):  # (cos of the mean, sd in cosine units: |d cos| = sin d angle)
+        deg, sd_deg = (jnp.asarray(table)[this_type, next_type, k] for k in (0, 1))
         t = jnp.deg2rad(deg)
         return jnp.cos(t), jnp.sin(t) * jnp.deg2rad(sd_deg)
 
-    t1, s1 = cos_target(PEPTIDE["ca_c_n"], this_type)
-    t2, s2 = cos_target(PEPTIDE["c_n_ca"], next_type)
+    t1, s1 = cos_target(PEPTIDE["ca_c_n"])
+    t2, s2 = cos_target(PEPTIDE["c_n_ca"])
     angle_err = (jax.nn.relu(jnp.abs(cos_angle(ca, c, n_next) - t1) - tolerance * s1)
                  + jax.nn.relu(jnp.abs(cos_angle(c, n_next, ca_next) - t2) - tolerance * s2))
 
