@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout too
 
 from foldlite.data.features import make_features
 from foldlite.fileio import load_npz

@@ -177,6 +177,12 @@ def test_resume_is_exact(dataset, tmp_path):
     params, mcfg, meta = ck.load_weights(tmp_path / "a" / "weights.npz")
     assert meta["step"] == 4 and mcfg == a.model_cfg
     assert_trees_close(params, sa.ema_params)
+    # the EMA warms up: after 4 steps it is nearer the trained parameters than the initial ones
+    def dist(x, y):
+        return sum(float(np.sum((np.asarray(u) - np.asarray(v)) ** 2)) for u, v in
+                   zip(jax.tree_util.tree_leaves(x), jax.tree_util.tree_leaves(y)))
+    init = a.initial_state().params
+    assert dist(sa.ema_params, sa.params) < dist(sa.ema_params, init)
 
 
 class _BadData:

@@ -153,7 +153,12 @@ def make_train_step(model: Any, cfg: TrainConfig, optimizer: optax.GradientTrans
         grads = jax.tree_util.tree_map(lambda g: jnp.where(finite, g, 0.0), grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p,
+        # EMA with a warm-up (decay min(d, (1 + t) / (10 + t)) at step t): a plain decay of 0.999
+        # still weighs the random initialisation by 0.999^1000 = 0.37 after 1,000 steps, which
+        # made the EMA model of a 1,000-step run score lDDT-CA 0.02 against 0.11 for the raw one.
+        t = state.step.astype(jnp.float32)
+        d = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+        ema = jax.tree_util.tree_map(lambda e, p: d * e + (1.0 - d) * p,
                                      state.ema_params, params)
 
         def keep(new, old):
