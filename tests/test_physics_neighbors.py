@@ -86,3 +86,35 @@ def test_query_neighbors_and_rebuild_rule():
     assert not bool(needs_rebuild(nl, jnp.asarray(moved), jnp.asarray(mask), skin=1.0))
     moved[3] += np.array([0.2, 0, 0], np.float32)
     assert bool(needs_rebuild(nl, jnp.asarray(moved), jnp.asarray(mask), skin=1.0))
+
+
+def test_capacities_are_fixed_per_bucket_and_grow_along_a_ladder(repo_root):
+    from foldlite.physics.neighbors import (CAPACITY_LADDER, DEFAULT_CAPACITIES, MAX_CAPACITIES,
+                                            estimate_capacities, grow_capacities)
+    from foldlite.physics.topology import build_topology
+    from foldlite.protein import read_structure
+
+    p = read_structure(repo_root / "tests/data/1A8O.pdb")
+    rng = np.random.default_rng(0)
+    for sigma in (0.0, 0.3):  # folded proteins, native or noisy: the defaults
+        pos = p.atom_positions + rng.normal(0, sigma, p.atom_positions.shape) * p.atom_mask[
+            ..., None]
+        for pad in (True, False):
+            topo, _ = build_topology(p.aatype, pos, p.atom_mask, p.residue_index, pad=pad)
+            for cutoff in (3.7, 4.6):
+                caps, truncated = estimate_capacities(topo.reference, topo.atom_mask, cutoff,
+                                                      topo.exclusions)
+                assert caps == DEFAULT_CAPACITIES and not truncated
+    # Collapsed: a larger set of the ladder, or truncated beyond the caps.
+    topo, _ = build_topology(p.aatype, p.atom_positions, p.atom_mask, p.residue_index)
+    centre = topo.reference[topo.atom_mask > 0].mean(0)
+    for shrink, want in ((0.8, CAPACITY_LADDER[1]), (0.05, MAX_CAPACITIES)):
+        x = (topo.reference - centre) * shrink
+        caps, truncated = estimate_capacities(x, topo.atom_mask, 4.6, topo.exclusions)
+        assert caps == want and truncated == (shrink < 0.1)
+    # Growth walks the ladder and ends at the caps.
+    seen, caps = [], dict(DEFAULT_CAPACITIES)
+    while caps is not None:
+        seen.append(caps)
+        caps = grow_capacities(caps)
+    assert seen == list(CAPACITY_LADDER)

@@ -130,3 +130,25 @@ def test_cis_targets_before_proline_only(capsid):
     _, lay2 = build_topology(cis_pro.aatype, cis_pro.atom_positions, cis_pro.atom_mask,
                              cis_pro.residue_index, cis_nonproline=True)
     assert lay2.cis[2] and lay2.cis[5]
+
+
+def test_every_table_size_follows_from_the_atom_bucket(repo_root):
+    from foldlite.physics.topology import TABLE_TIERS, table_size
+
+    shapes, buckets = [], set()
+    for path, chain, start, stop in (("1A8O.pdb", None, 0, 70), ("1A8O.pdb", None, 3, 70),
+                                     ("4ZHL.cif.gz", "U", 0, 66), ("4ZHL.cif.gz", "U", 0, 70)):
+        p = read_structure(repo_root / "tests/data" / path, chain=chain)
+        sl = slice(start, stop)
+        topo, lay = build_topology(p.aatype[sl], p.atom_positions[sl], p.atom_mask[sl],
+                                   p.residue_index[sl])
+        shapes.append(tuple(np.shape(v) for v in jax.tree_util.tree_leaves(topo)))
+        buckets.add(bucket_size(lay.num_atoms))
+    # Four chains (530-559 atoms, different sequences) in one atom bucket: identical shapes.
+    assert len(buckets) == 1 and len(set(shapes)) == 1
+    # Any chain fits the last tier: polyproline has the most bonds and angles per atom (8 and
+    # 12 per 7-atom residue).
+    A = bucket_size(7 * 100)
+    assert table_size("bonds", 8 * 100, A) <= TABLE_TIERS["bonds"][-1] * A + 32
+    assert table_size("angles", 12 * 100, A) <= TABLE_TIERS["angles"][-1] * A + 32
+    assert table_size("bonds", 10 * A, A) >= 10 * A  # beyond every tier: a bucket of its own

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import io
 import json
@@ -242,3 +243,164 @@ def test_amber_energy_from_openmm_is_lower_after_refinement(native):
     start = _add_oxt(_perturb(native))
     out, _ = refine(start, config=CONFIG)
     assert amber(out) < amber(start)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes: one compile per bucket, padding changes nothing
+# ---------------------------------------------------------------------------------------------
+
+def _sub(p: Protein, start: int, stop: int) -> Protein:
+    return Protein(aatype=p.aatype[start:stop], atom_positions=p.atom_positions[start:stop],
+                   atom_mask=p.atom_mask[start:stop],
+                   residue_index=p.residue_index[start:stop], chain_id="A")
+
+
+class _CompileCounter:
+    """Counts XLA compilations and jaxpr traces while active (``jax.monitoring`` events)."""
+
+    def __init__(self):
+        self.compiles = 0
+        self.traces = 0
+
+    def _listen(self, event: str, duration: float, **kw) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            self.compiles += 1
+        elif event == "/jax/core/compile/jaxpr_trace_duration":
+            self.traces += 1
+
+    def __enter__(self):
+        import jax.monitoring
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self
+
+    def __exit__(self, *exc):
+        import jax.monitoring
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+
+
+def test_two_proteins_in_one_bucket_compile_once(repo_root, refined):
+    from foldlite.physics import minimize, validation
+    from foldlite.physics.topology import bucket_size
+
+    full = read_structure(repo_root / "tests/data/1A8O.pdb")
+    first, _, first_report = refined                      # residues 1-24: compiled already
+    second = _perturb(_sub(full, 30, 58), seed=7)         # residues 31-58: another sequence
+    assert second.length != first.length and second.sequence != first.sequence
+    n_first, n_second = first_report.num_atoms, int(np.sum(second.atom_mask))
+    assert n_first != n_second and bucket_size(n_first) == bucket_size(n_second)
+    jitted = (minimize._minimize, minimize._init_state, validation._evaluate)
+    sizes = [f._cache_size() for f in jitted]
+    with _CompileCounter() as counter:
+        out, report = refine(second, config=CONFIG)
+    assert counter.compiles == 0 and counter.traces == 0
+    assert [f._cache_size() for f in jitted] == sizes
+    assert report.steps > 0 and report.metrics_after["violations"] == 0
+    assert out.length == second.length
+
+
+def test_padding_changes_nothing(native):
+    start = _perturb(native)
+    padded = RefineConfig(max_steps=CONFIG.max_steps, max_rounds=1)
+    exact = dataclasses.replace(padded, pad_shapes=False)
+    # A few steps: the same coordinates to float precision.
+    short_p, rep_p = refine(start, config=dataclasses.replace(padded, max_steps=10))
+    short_e, rep_e = refine(start, config=dataclasses.replace(exact, max_steps=10))
+    for k, v in rep_p.energy_before.items():
+        assert rep_e.energy_before[k] == pytest.approx(v, rel=1e-5, abs=1e-4), k
+    assert rep_p.steps == rep_e.steps == 10
+    assert np.abs(short_p.atom_positions - short_e.atom_positions).max() < 1e-3
+    # A full minimisation amplifies float rounding (the sums run over arrays of other lengths):
+    # padding changes the result no more than moving the input by 1e-6 A does.
+    full_p, rep_p = refine(start, config=padded)
+    full_e, rep_e = refine(start, config=exact)
+    rng = np.random.default_rng(11)
+    jitter = start.replace(atom_positions=start.atom_positions + 1e-6 * rng.normal(
+        size=start.atom_positions.shape).astype(np.float32) * start.atom_mask[..., None])
+    full_j, _ = refine(jitter, config=padded)
+    d_pad = np.abs(full_p.atom_positions - full_e.atom_positions).max()
+    d_jitter = np.abs(full_p.atom_positions - full_j.atom_positions).max()
+    assert d_pad <= max(3.0 * d_jitter, 5e-3)
+    assert rep_p.metrics_after["violations"] == rep_e.metrics_after["violations"] == 0
+    assert rep_e.energy_after["total"] == pytest.approx(rep_p.energy_after["total"], rel=1e-3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Collapsed input (an untrained model's prediction): bounded work, honest report
+# ---------------------------------------------------------------------------------------------
+
+def test_collapsed_input_terminates_and_reports_honestly(native):
+    import jax
+    from foldlite.physics.topology import build_topology
+    from foldlite.physics.validation import geometry_metrics
+
+    m = native.atom_mask > 0
+    centre = native.atom_positions[m].mean(0)
+    collapsed = native.replace(atom_positions=(
+        (native.atom_positions - centre) * 0.2 + centre) * native.atom_mask[..., None])
+    cfg = RefineConfig(max_steps=100)
+    out, report = refine(collapsed, config=cfg)
+    mb, ma = report.metrics_before, report.metrics_after
+    assert report.collapsed_start and mb["clash_violations"] > 0.1 * report.num_atoms
+    # Bounded: the softened-repulsion rounds come first, then at most max_rounds rounds.
+    assert report.rounds <= cfg.max_rounds + len(cfg.clash_ramp)
+    assert report.steps <= report.rounds * cfg.max_steps
+    # Honest: the figures after refinement are those of the structure returned.
+    topo, layout = build_topology(out.aatype, out.atom_positions, out.atom_mask,
+                                  out.residue_index)
+    topo = jax.tree_util.tree_map(jax.numpy.asarray, topo)
+    check = geometry_metrics(topo.reference, topo, num_atoms=layout.num_atoms)
+    for key in ("violations", "clashes", "bond_violations", "angle_violations"):
+        assert check[key] == ma[key], key
+    assert not report.pair_list_truncated and not ma["pair_list_truncated"]
+    assert ma["violations"] < mb["violations"] / 100
+    assert report.ca_rmsd > 1.0  # the chain had to unfold out of the collapsed ball
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input through the command line
+# ---------------------------------------------------------------------------------------------
+
+def test_cli_bad_structures_give_one_line_errors(native, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FOLDLITE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "out.pdb"
+
+    def fails(protein: Protein | None, *extra: str, text: str | None = None) -> str:
+        src = tmp_path / "in.pdb"
+        if protein is not None:
+            write_pdb(protein, src)
+        else:
+            src.write_text(text)
+        assert cli_main(["refine", str(src), "-o", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "error" in err and "Traceback" not in err
+        return err
+
+    # A residue without its CA: named with its number and position.
+    m = native.atom_mask.copy()
+    m[5, _CA] = 0
+    err = fails(native.replace(atom_mask=m))
+    assert "lack backbone atoms" in err and "(position 6)" in err
+    # A CA-only trace: every residue lacks N and C.
+    ca_only = native.replace(atom_mask=native.atom_mask * (np.arange(37) == _CA)[None])
+    err = fails(ca_only)
+    assert "lack backbone atoms" in err and f"and {N_RES - 5} more" in err
+    # A chain that is not in the file; a file with no protein (a ligand only).
+    err = fails(native, "--chain", "Z")
+    assert "'Z' not found" in err
+    ligand = ("HETATM    1  C1  LIG A   1       0.000   0.000   0.000  1.00  0.00           C\n"
+              "HETATM    2  O1  LIG A   1       1.200   0.000   0.000  1.00  0.00           O\n"
+              "END\n")
+    assert "no protein chain" in fails(None, text=ligand)
+    assert not out.exists()
+
+
+def test_cli_reports_nonstandard_residues(native, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FOLDLITE_CACHE_DIR", str(tmp_path / "cache"))
+    aatype = native.aatype.copy()
+    aatype[5] = rc.unk_restype_index  # written as UNK with a backbone only
+    src, out = tmp_path / "unk.pdb", tmp_path / "out.pdb"
+    write_pdb(_perturb(native.replace(aatype=aatype)), src)
+    assert cli_main(["refine", str(src), "-o", str(out), "--max-steps", "400"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 non-standard residue(s) refined as backbone only" in printed
+    assert read_structure(out).aatype[5] == rc.unk_restype_index

@@ -6,7 +6,9 @@ dimensionless "z^2" units for the statistical (bonded) terms, ``0.5 * sum(z^2)``
 ``z = (value - ideal) / sd`` and the ideal values and standard deviations of
 ``foldlite.physics.topology`` (Engh & Huber, Acta Cryst. A47, 392-400, 1991, for the backbone).
 With this scale, a bond one standard deviation off costs 0.5, and the other terms are weighted
-against it (``EnergyWeights``); think of the unit as roughly kT.
+against it (``EnergyWeights``); the unit is kT (a Boltzmann distribution of width sd has energy
+``0.5 z^2 kT``), taken at 298 K to convert force-field values given in kcal/mol
+(``KT_KCAL_PER_MOL``, e.g. AlphaFold2's restraint of 10 kcal/mol/A^2 is 16.9 kT/A^2).
 
 Terms
   * ``bond_energy``       harmonic in bond-length z-scores.
@@ -32,6 +34,8 @@ import jax
 import jax.numpy as jnp
 
 _EPS = 1e-8
+#: kT at 298.15 K in kcal/mol (R T): the energy unit, to convert force-field constants.
+KT_KCAL_PER_MOL = 0.0019872 * 298.15
 
 
 def _safe_norm(v: jax.Array, axis: int = -1) -> jax.Array:

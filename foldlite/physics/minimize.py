@@ -14,7 +14,8 @@ Each iteration:
    when the neighbour list overflowed (the caller grows its capacities and continues).
 
 The shape of the compiled program comes from the hashable ``MinSettings`` (a static jit
-argument) less its step cap, tolerances and learning rate, which are passed as values; arrays are
+argument) less its step cap, tolerances, learning rate, repulsion scale and overflow tolerance,
+which are passed as values; arrays are
 padded to bucketed sizes by the topology, so similar proteins share one compiled program. The
 loop state (parameters, optimiser state, neighbour list) goes in and out of the compiled loop,
 so a trajectory is recorded by running it in chunks with no extra compile.
@@ -54,8 +55,9 @@ class MinSettings:
     row_capacity: int = 32            # pairs per atom before exclusions are removed
     cell_capacity: int = 24           # atoms per grid cell
     mode: str = "cartesian"           # "cartesian" | "chi"
-    tolerate_overflow: bool = False   # go on with truncated pair lists (overcrowded input)
+    tolerate_overflow: bool = False   # go on with truncated pair lists (traced: no recompile)
     trajectory_every: int = 0         # 0 = no trajectory; else keep positions every N steps
+    repulsion_scale: float = 1.0      # multiplies the repulsion term (traced: no recompile)
 
     @property
     def cutoff(self) -> float:
@@ -139,6 +141,8 @@ class _Limits(NamedTuple):
     energy_tol: jax.Array
     patience: jax.Array
     learning_rate: jax.Array
+    repulsion_scale: jax.Array
+    tolerate_overflow: jax.Array
 
 
 class LoopState(NamedTuple):
@@ -156,13 +160,15 @@ class LoopState(NamedTuple):
 def _static(settings: MinSettings) -> MinSettings:
     """The part of the settings that shapes the compiled program."""
     return dataclasses.replace(settings, max_steps=0, grad_tol=0.0, energy_tol=0.0, patience=0,
-                               learning_rate=0.0, trajectory_every=0)
+                               learning_rate=0.0, trajectory_every=0, repulsion_scale=1.0,
+                               tolerate_overflow=False)
 
 
 def _limits(settings: MinSettings, max_steps: int) -> _Limits:
     return _Limits(jnp.int32(max_steps), jnp.int32(settings.max_steps),
                    jnp.float32(settings.grad_tol), jnp.float32(settings.energy_tol),
-                   jnp.int32(settings.patience), jnp.float32(settings.learning_rate))
+                   jnp.int32(settings.patience), jnp.float32(settings.learning_rate),
+                   jnp.float32(settings.repulsion_scale), jnp.bool_(settings.tolerate_overflow))
 
 
 @partial(jax.jit, static_argnames=("s",))
@@ -210,13 +216,14 @@ def _minimize(state: LoopState, topo, system, limits: _Limits, s: MinSettings
 
     def energy_fn(params, nl: NeighborList):
         x = _positions(params, system, mode)
-        return E.total_energy(x, topo, nl, s.weights)
+        terms = E.energy_terms(x, topo, nl, s.weights)
+        return sum(terms.values()) + (limits.repulsion_scale - 1.0) * terms["repulsion"]
 
     def cond(c):
         st, step = c
         go = (step < limits.max_steps) & (st.grad_rms > limits.grad_tol) & (
             st.calm < limits.patience)
-        return go if s.tolerate_overflow else go & ~st.overflow
+        return go & (limits.tolerate_overflow | ~st.overflow)
 
     def body(c):
         st, step = c
@@ -237,8 +244,15 @@ def _minimize(state: LoopState, topo, system, limits: _Limits, s: MinSettings
         rel = jnp.abs(e - st.energy) / jnp.maximum(jnp.abs(e), 1.0)
         calm = jnp.where(rel < limits.energy_tol, st.calm + 1, 0)
         bad = ~jnp.isfinite(e)
-        new = LoopState(jnp.where(bad, st.params, params), opt_state, nl, e, grad_rms,
-                        jnp.where(bad, limits.patience, calm), st.overflow | nl.overflow)
+        # A step computed with an incomplete pair list is not taken: the loop stops and the
+        # caller rebuilds with larger capacities (``run_minimizer``), unless overflow is
+        # tolerated (capacities at their caps).
+        keep = bad | (nl.overflow & ~limits.tolerate_overflow)
+        new = LoopState(jnp.where(keep, st.params, params),
+                        jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b),
+                                               st.opt_state, opt_state),
+                        nl, e, grad_rms, jnp.where(bad, limits.patience, calm),
+                        st.overflow | nl.overflow)
         return new, step + 1
 
     return jax.lax.while_loop(cond, body, (state, jnp.int32(0)))
@@ -284,8 +298,9 @@ def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSe
 
 
 def run_minimizer(params0, topo, system, settings: MinSettings) -> tuple[MinResult, MinSettings]:
-    """``minimize`` with neighbour-list overflow handling: on overflow, double the capacities
-    (up to ``neighbors.MAX_CAPACITIES``; a new compile, rare) and continue from where it stopped;
+    """``minimize`` with neighbour-list overflow handling: on overflow (the step that saw it is
+    not taken), grow the capacities to the next set of ``neighbors.CAPACITY_LADDER`` (up to
+    ``neighbors.MAX_CAPACITIES``; a new compile, rare) and continue from where it stopped;
     at the caps, go on with truncated lists (``tolerate_overflow``). Returns (result, settings
     used)."""
     params = params0
@@ -302,7 +317,9 @@ def run_minimizer(params0, topo, system, settings: MinSettings) -> tuple[MinResu
                 "row_capacity": settings.row_capacity, "cell_capacity": settings.cell_capacity}
         grown = grow_capacities(caps)
         params = res.params
-        remaining = max(settings.max_steps - int(res.steps), 1)
+        remaining = settings.max_steps - int(res.steps)
+        if remaining <= 0:
+            break
         if grown is None:
             settings = dataclasses.replace(settings, tolerate_overflow=True, max_steps=remaining)
         else:

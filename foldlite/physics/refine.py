@@ -10,13 +10,26 @@ refined ``Protein`` and a ``RefineReport``. The steps:
 2. **Side chains**: incomplete side chains (and all of them unless ``keep_sidechains``) are
    built from rotamers and their chis optimised (``sidechains.pack_sidechains``).
 3. **Topology** (``topology.build_topology``): bonds, angles, peptide planarity, chirality,
-   exclusions; restraints to the starting heavy atoms with weight ``restraint_weight`` per A^2,
+   exclusions; harmonic restraints to the starting heavy atoms of ``restraint_weight``
+   kcal/mol/A^2 (AlphaFold2's relax uses 10; converted to the energy's kT units at 298 K),
    scaled per residue by ``(pLDDT / 100)^2`` when a pLDDT is given (confident regions barely
-   move); side-chain atoms built in step 2 are not restrained.
+   move); side-chain atoms built in step 2 are not restrained. Every array is padded to a size
+   fixed by the atom-count bucket (``topology.bucket_size``), and the neighbour-list capacities
+   are fixed per bucket (larger only for overcrowded input), so a second protein in the same
+   bucket reuses the compiled programs; ``refine`` also turns on JAX's persistent compilation
+   cache, so a second process does not compile either.
 4. **Minimise** (``minimize.run_minimizer``): L-BFGS (or Adam) in one jitted loop until the
    gradient RMS or the energy change is below tolerance or ``max_steps``. As in AlphaFold2's
    relax, when violations remain the restraints of the violating residues are released and the
-   minimisation is repeated (at most ``max_rounds`` rounds).
+   minimisation is repeated (at most ``max_rounds`` rounds). A neighbour list that would need
+   more room than its capacities is rebuilt with the next larger capacities of
+   ``neighbors.CAPACITY_LADDER`` (never silently truncated: the step that found it is not
+   taken) up to ``neighbors.MAX_CAPACITIES``; only grossly overcrowded input (a collapsed
+   model) reaches those caps, and then goes on with truncated lists in chunks, re-estimating
+   the capacities, until the lists fit (the report flags lists still truncated at the end:
+   ``pair_list_truncated``). A collapsed start (AlphaFold2 clash violations on more than 10% of
+   the atoms) first gets ``len(clash_ramp)`` rounds with a softened repulsion. Time is bounded
+   by ``(max_rounds + len(clash_ramp)) * max_steps`` steps.
 5. **Report** (``RefineReport``): energy per term before and after, violations, clashes, bond
    and angle RMSZ, omega, chirality (``validation.geometry_metrics``) before and after, CA RMSD
    moved, steps, rounds, time, and optionally trajectory frames.
@@ -30,6 +43,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Literal, Sequence
@@ -60,9 +74,11 @@ class RefineConfig:
         0 = no minimisation (side chains are still completed and the report computed).
       max_rounds: minimisation rounds; after a round with violations, the restraints of the
         violating residues are released (AlphaFold2's relax loop).
-      restraint_weight: harmonic restraint on heavy atoms to their start, per A^2 (in units of the
-        energy, where a bond one sd off costs 0.5). 0 = unrestrained.
-      restraint_flat_bottom: free radius (A) before the restraint acts.
+      restraint_weight: harmonic restraint ``0.5 k d^2`` on every heavy atom to its start, k in
+        kcal/mol/A^2 (AlphaFold2's relax: 10), converted to the energy's units (kT at 298 K,
+        ``energy.KT_KCAL_PER_MOL``; a bond one sd off costs 0.5 kT). 0 = unrestrained.
+      restraint_flat_bottom: free radius (A) before the restraint acts (overrides
+        ``energy.restraint_flat_bottom`` when non-zero).
       plddt_weighting: scale restraints per residue by (pLDDT/100)^2 when a pLDDT is given.
       optimizer: "lbfgs" or "adam".
       learning_rate: Adam step size (A), decayed x0.05 over ``max_steps``.
@@ -77,6 +93,11 @@ class RefineConfig:
       energy: term weights (``EnergyWeights``).
       pack: side-chain packing settings (``PackConfig``).
       trajectory_every: steps between trajectory frames when a trajectory is recorded.
+      clash_ramp: repulsion scales of extra rounds run first on a collapsed start (AlphaFold2
+        clash violations on more than ``CROWDED_CLASH_FRACTION`` of the atoms), before the
+        ``max_rounds`` rounds at full strength; () turns the ramp off.
+      pad_shapes: pad arrays to sizes fixed by the atom bucket (shared compiled programs);
+        False uses exact sizes (a compile per protein; for tests and debugging).
     """
 
     max_steps: int = 1000
@@ -96,15 +117,19 @@ class RefineConfig:
     energy: E.EnergyWeights = E.EnergyWeights()
     pack: PackConfig = PackConfig()
     trajectory_every: int = 10
+    pad_shapes: bool = True
+    clash_ramp: tuple[float, ...] = (0.03, 0.3)
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.max_rounds < 1:
             raise ConfigError("refine: max_steps must be >= 0 and max_rounds >= 1")
-        if self.restraint_weight < 0:
-            raise ConfigError("refine: restraint_weight must be >= 0")
+        if self.restraint_weight < 0 or self.restraint_flat_bottom < 0:
+            raise ConfigError("refine: restraint_weight and restraint_flat_bottom must be >= 0")
         if self.optimizer not in ("lbfgs", "lbfgs_bt", "adam"):
             raise ConfigError(f"refine: optimizer {self.optimizer!r} is not 'lbfgs', "
                               f"'lbfgs_bt' or 'adam'")
+        if any(not 0.0 < v <= 1.0 for v in self.clash_ramp):
+            raise ConfigError("refine: clash_ramp values must lie in (0, 1]")
         if self.trajectory_every < 1:
             raise ConfigError("refine: trajectory_every must be at least 1")
 
@@ -121,6 +146,10 @@ class RefineReport:
       restraints keep the frame).
     steps, rounds, converged, time_s, num_residues, num_atoms, rebuilt_sidechains,
     nonstandard_residues (residue ids refined as backbone only), timings (per stage, s).
+    pair_list_truncated: the input was so overcrowded (e.g. a collapsed model) that the
+      neighbour lists hit ``neighbors.MAX_CAPACITIES`` and some atom pairs were left out of the
+      minimisation; the "after" figures are then lower bounds on the problems left.
+    collapsed_start: the start counted as collapsed and got the ``clash_ramp`` rounds.
     trajectory: optional [F, L, 37, 3] frames of the minimisation (None unless recorded).
     """
 
@@ -138,6 +167,8 @@ class RefineReport:
     rebuilt_sidechains: int
     nonstandard_residues: list
     timings: dict
+    pair_list_truncated: bool = False
+    collapsed_start: bool = False
     trajectory: np.ndarray | None = None
 
     @property
@@ -178,8 +209,16 @@ def _plain(obj):
     return obj
 
 
+def _weights(config: RefineConfig) -> E.EnergyWeights:
+    """The energy weights, with the config's flat-bottom radius when it sets one."""
+    if config.restraint_flat_bottom:
+        return dataclasses.replace(config.energy,
+                                   restraint_flat_bottom=config.restraint_flat_bottom)
+    return config.energy
+
+
 def _list_cutoff(config: RefineConfig) -> float:
-    return MinSettings(weights=config.energy, skin=config.neighbor_skin).cutoff
+    return MinSettings(weights=_weights(config), skin=config.neighbor_skin).cutoff
 
 
 def _residue_weights(protein, plddt, config: RefineConfig) -> np.ndarray:
@@ -195,6 +234,44 @@ def _residue_weights(protein, plddt, config: RefineConfig) -> np.ndarray:
     return (p / 100.0) ** 2
 
 
+#: A start with AlphaFold2 clash violations (overlap > 1.5 A) on more than this fraction of its
+#: atoms counts as collapsed and gets the ``clash_ramp`` rounds first.
+CROWDED_CLASH_FRACTION = 0.1
+#: Steps between re-estimates of the neighbour-list capacities while the structure is so
+#: crowded that its pair lists are truncated (see ``_minimize_round``).
+CROWDED_CHUNK = 100
+
+
+def _minimize_round(x, topo_j, topo_np, settings: MinSettings, cutoff: float):
+    """One minimisation round of up to ``settings.max_steps`` steps from ``x`` [A,3].
+
+    Neighbour-list capacities come from the current coordinates (``estimate_capacities``: the
+    bucket's defaults for a folded protein, so no new compile). An overcrowded structure (lists
+    beyond ``neighbors.MAX_CAPACITIES``, e.g. a collapsed model) is minimised with truncated
+    lists in chunks of ``CROWDED_CHUNK`` steps, re-estimating after each: as soon as the lists
+    fit, the rest of the round runs with complete lists.
+
+    Returns (x, steps, converged, ended with truncated lists, trajectory frames or None).
+    """
+    total = settings.max_steps
+    steps, frames = 0, []
+    while True:
+        caps, truncated = estimate_capacities(np.asarray(x), topo_np.atom_mask, cutoff,
+                                              topo_np.exclusions)
+        chunk = min(CROWDED_CHUNK, total - steps) if truncated else total - steps
+        res, used = run_minimizer(x, topo_j, None, dataclasses.replace(
+            settings, max_steps=chunk, tolerate_overflow=truncated, **caps))
+        x = res.positions
+        steps += int(res.steps)
+        if res.frames is not None:
+            frames.append(res.frames if not frames else res.frames[1:])
+        truncated = used.tolerate_overflow and bool(res.overflow)
+        if not truncated or steps >= total or bool(res.converged):
+            break
+    trajectory = np.concatenate(frames) if frames else None
+    return x, steps, bool(res.converged), truncated, trajectory
+
+
 def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
            record_trajectory: bool = False, source: str = "structure"):
     """Refine ``protein`` (see the module docstring).
@@ -206,10 +283,19 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
       config: ``RefineConfig``.
       record_trajectory: keep frames every ``config.trajectory_every`` steps in the report.
       source: name of the input, for error messages.
+
+    Turns on JAX's persistent compilation cache (``foldlite.pipeline.enable_compilation_cache``)
+    unless ``FOLDLITE_NO_COMPILATION_CACHE=1``.
+
     Returns:
       (refined Protein (or list), RefineReport).
     """
+    from foldlite.pipeline import enable_compilation_cache
+
     t_start = time.perf_counter()
+    # JAX's persistent compilation cache (``FOLDLITE_NO_COMPILATION_CACHE=1`` turns it off): a
+    # later process refining a protein of an atom bucket seen before loads the programs.
+    enable_compilation_cache()
     timings: dict[str, float] = {}
     many = isinstance(protein, (list, tuple))
     chains = list(protein) if many else [protein]
@@ -249,10 +335,13 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
     rw = np.concatenate([_residue_weights(c, p, config) for c, p in
                          zip(packed, plddts if plddt is not None else [None] * len(packed))])
     rebuilt_all = np.concatenate(rebuilt)
+    weights = _weights(config)
     topo, layout = build_topology(aatype, pos37, mask37, ridx, insertion_code=icode,
-                                  residue_weight=rw, restraint_weight=config.restraint_weight,
+                                  residue_weight=rw,
+                                  restraint_weight=config.restraint_weight / E.KT_KCAL_PER_MOL,
                                   cis_nonproline=config.cis_nonproline,
-                                  max_peptide_bond=config.max_peptide_bond, chain_breaks=breaks)
+                                  max_peptide_bond=config.max_peptide_bond, chain_breaks=breaks,
+                                  pad=config.pad_shapes)
     # Side-chain atoms built here are guesses: leave them unrestrained.
     built_atoms = rebuilt_all[layout.res] & SIDECHAIN_MASK37[aatype[layout.res], layout.atom37]
     w = np.array(topo.restraint_weight)
@@ -263,43 +352,49 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
 
     t = time.perf_counter()
     x0 = topo_j.reference
-    # Neighbour-list capacities from the start (crowded inputs, e.g. collapsed models, get room
-    # up front instead of recompiling on overflow).
-    caps, truncated = estimate_capacities(topo.reference, topo.atom_mask, _list_cutoff(config),
-                                          topo.exclusions)
-    eval_caps, _ = estimate_capacities(topo.reference, topo.atom_mask, 3.7, topo.exclusions)
-    energy_before, values = evaluate(x0, topo_j, config.energy, eval_caps)
+
+    def evaluate_at(x, topo_now):
+        # Neighbour-list capacities: the bucket's defaults for any folded protein (no new
+        # compile); crowded inputs (e.g. collapsed models) get larger ones.
+        caps, _ = estimate_capacities(np.asarray(x), topo.atom_mask, 3.7, topo.exclusions)
+        return evaluate(x, topo_now, weights, caps)
+
+    energy_before, values = evaluate_at(x0, topo_j)
     metrics_before = metrics_from_values(values, layout.num_atoms)
     timings["validation"] = time.perf_counter() - t
 
     settings = MinSettings(
-        weights=config.energy, optimizer=config.optimizer, learning_rate=config.learning_rate,
+        weights=weights, optimizer=config.optimizer, learning_rate=config.learning_rate,
         max_steps=config.max_steps, grad_tol=config.grad_tol, energy_tol=config.energy_tol,
         patience=config.patience, skin=config.neighbor_skin,
-        trajectory_every=config.trajectory_every if record_trajectory else 0,
-        tolerate_overflow=truncated, **caps)
+        trajectory_every=config.trajectory_every if record_trajectory else 0)
     t = time.perf_counter()
     x = x0
     steps = 0
     rounds = 0
     converged = False
+    truncated = False
     frames = []
     topo_round = topo_j
-    for rounds in range(1, config.max_rounds + 1):
+    # A collapsed start (many atoms on top of each other) first gets rounds with a softened
+    # repulsion, so that the chain can untangle while its bonded geometry forms.
+    crowded = metrics_before["clash_violations"] > CROWDED_CLASH_FRACTION * layout.num_atoms
+    scales = (tuple(config.clash_ramp) if crowded else ()) + (1.0,) * config.max_rounds
+    for rounds, scale in enumerate(scales, start=1):
         if config.max_steps == 0:
             rounds = 0
             break
-        res, settings = run_minimizer(x, topo_round, None, settings)
-        x = res.positions
-        steps += int(res.steps)
-        converged = bool(res.converged)
-        if record_trajectory and res.frames is not None:
-            frames.append(res.frames if not frames else res.frames[1:])
-        if rounds == config.max_rounds:
+        x, n, converged, truncated, round_frames = _minimize_round(
+            x, topo_round, topo, dataclasses.replace(settings, repulsion_scale=scale),
+            _list_cutoff(config))
+        steps += n
+        if record_trajectory and round_frames is not None:
+            frames.append(round_frames if not frames else round_frames[1:])
+        if rounds == len(scales):
             break
-        _, values = evaluate(x, topo_round, config.energy, eval_caps)
+        _, values = evaluate_at(x, topo_round)
         bad = violating_atoms(values, topo_round)
-        if not bad.any():
+        if not bad.any() and scale == 1.0:
             break
         # Release the restraints of residues with violations and go again.
         bad_res = np.zeros(layout.length, bool)
@@ -311,7 +406,7 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
     timings["minimize"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    energy_after, values = evaluate(x, topo_j, config.energy, eval_caps)
+    energy_after, values = evaluate_at(x, topo_j)
     metrics_after = metrics_from_values(values, layout.num_atoms)
     timings["validation"] += time.perf_counter() - t
 
@@ -343,7 +438,10 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
         steps=steps, rounds=rounds, converged=converged,
         time_s=time.perf_counter() - t_start, num_residues=int(len(aatype)),
         num_atoms=int(layout.num_atoms), rebuilt_sidechains=int(rebuilt_all.sum()),
-        nonstandard_residues=nonstandard, timings=timings, trajectory=trajectory)
+        nonstandard_residues=nonstandard, timings=timings,
+        pair_list_truncated=bool(truncated or metrics_after["pair_list_truncated"]),
+        collapsed_start=bool(crowded),
+        trajectory=trajectory)
     return (out_chains if many else out_chains[0]), report
 
 
@@ -358,7 +456,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chain", default=None,
                         help="refine only this chain (default: every protein chain, together)")
     parser.add_argument("--restraint-weight", type=float, default=None,
-                        help="restraint to the start per A^2 (default 10; 0 = none)")
+                        help="harmonic restraint of every heavy atom to its start, "
+                             "kcal/mol/A^2 (default 10, as AlphaFold2's relax; 0 = none)")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="optimiser steps per round (default 1000)")
     parser.add_argument("--keep-sidechains", action=argparse.BooleanOptionalAction, default=True,
@@ -416,4 +515,18 @@ def run(args) -> int:
           f"{ma['violations']}, clashes {mb['clashes']} -> {ma['clashes']}, bond RMSZ "
           f"{mb['bond_rmsz']:.2f} -> {ma['bond_rmsz']:.2f}, angle RMSZ {mb['angle_rmsz']:.2f} -> "
           f"{ma['angle_rmsz']:.2f}, CA RMSD moved {report.ca_rmsd:.2f} A -> {args.output}")
+    if report.nonstandard_residues:
+        shown = ", ".join(report.nonstandard_residues[:10])
+        more = (f" and {len(report.nonstandard_residues) - 10} more"
+                if len(report.nonstandard_residues) > 10 else "")
+        print(f"note: {len(report.nonstandard_residues)} non-standard residue(s) refined as "
+              f"backbone only (N, CA, C, O): {shown}{more}")
+    if ma["violations"]:
+        print(f"warning: {ma['violations']} violation(s) remain ({ma['bond_violations']} bond, "
+              f"{ma['angle_violations']} angle, {ma['clash_violations']} clash; AlphaFold2's "
+              f"definitions): the input may be too distorted (e.g. a collapsed model)",
+              file=sys.stderr)
+    if report.pair_list_truncated:
+        print("warning: the input is so overcrowded that some atom pairs were left out of the "
+              "neighbour lists; the figures after refinement are lower bounds", file=sys.stderr)
     return 0

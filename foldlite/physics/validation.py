@@ -74,8 +74,9 @@ def evaluate(x, topo, weights: E.EnergyWeights = E.EnergyWeights(),
     """Energy terms (floats, with "total") and per-item validation values (numpy) at ``x``.
 
     ``capacities``: starting neighbour-list capacities (``neighbors.estimate_capacities``);
-    they double on overflow up to ``neighbors.MAX_CAPACITIES``, beyond which the pair list is
-    truncated and ``per_item["truncated"]`` is True (only for grossly overcrowded input).
+    they grow on overflow (``neighbors.grow_capacities``) up to ``neighbors.MAX_CAPACITIES``,
+    beyond which the pair list is truncated and ``per_item["truncated"]`` is True (only for
+    grossly overcrowded input).
 
     Per-item values: bond_z [B], angle_z [T], omega_dev [P] (rad), omega_trans [P],
     wrong_hand [Q], overlap and plain_overlap [N] of the N non-bonded pairs within 3.7 A with
