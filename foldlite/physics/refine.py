@@ -284,13 +284,13 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
       record_trajectory: keep frames every ``config.trajectory_every`` steps in the report.
       source: name of the input, for error messages.
 
-    Turns on JAX's persistent compilation cache (``foldlite.pipeline.enable_compilation_cache``)
+    Turns on JAX's persistent compilation cache (``foldlite.cache.enable_compilation_cache``)
     unless ``FOLDLITE_NO_COMPILATION_CACHE=1``.
 
     Returns:
       (refined Protein (or list), RefineReport).
     """
-    from foldlite.pipeline import enable_compilation_cache
+    from foldlite.cache import enable_compilation_cache
 
     t_start = time.perf_counter()
     # JAX's persistent compilation cache (``FOLDLITE_NO_COMPILATION_CACHE=1`` turns it off): a
@@ -486,13 +486,9 @@ def _load_config(args) -> RefineConfig:
 
 def run(args) -> int:
     from foldlite import fileio
-    from foldlite.pipeline import enable_compilation_cache
     from foldlite.protein import read_structure, read_structure_chains, write_structure
 
     config = _load_config(args)
-    # JAX's persistent compilation cache (``FOLDLITE_NO_COMPILATION_CACHE=1`` turns it off):
-    # later runs on similar sizes skip compilation.
-    enable_compilation_cache()
     path = Path(args.input)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
