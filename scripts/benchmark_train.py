@@ -90,7 +90,7 @@ def main() -> int:
         batch = trainer.global_batch(s)
         r = num_recycles_for_step(cfg, s) if args.recycles is None else args.recycles
         weights = cfg.loss.weights_at(s)
-        state, metrics = trainer._step_fn(state, batch, weights, jnp.int32(r))
+        state, metrics = trainer._step_fn(state, batch, weights, jnp.int32(r), jnp.float32(1e-4))
         return state, jax.device_get(metrics), r
 
     t0 = time.time()

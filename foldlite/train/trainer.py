@@ -88,12 +88,30 @@ def make_schedule(cfg: TrainConfig) -> optax.Schedule:
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    """Gradient clipping by global norm, then AdamW with the schedule of ``make_schedule``."""
+    """Gradient clipping by global norm, then AdamW *without* its learning rate: the step
+    multiplies the update by ``-lr``, with ``lr`` from ``make_schedule`` computed on the host
+    and passed in. The schedule is thus not compiled into the step, so a run can change its
+    length (``--time-budget``) without recompiling. Same update as ``optax.adamw``:
+    ``-lr * (adam(g) + weight_decay * p)``."""
     o = cfg.optimizer
     return optax.chain(
         optax.clip_by_global_norm(o.grad_clip_norm),
-        optax.adamw(make_schedule(cfg), b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay),
+        optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=o.eps),
+        optax.add_decayed_weights(o.weight_decay),
     )
+
+
+def learning_rate_at(cfg: TrainConfig, step: int) -> float:
+    """The learning rate of step ``step``: ``make_schedule`` in plain Python (the host computes
+    it every step; no device round trip)."""
+    o = cfg.optimizer
+    warmup = min(o.warmup_steps, max(cfg.steps - 1, 0))
+    decay_steps = max(cfg.steps, warmup + 1)
+    peak, end = o.learning_rate, o.learning_rate * o.end_lr_fraction
+    if step < warmup:
+        return peak * step / warmup
+    t = min(max(step - warmup, 0), decay_steps - warmup) / (decay_steps - warmup)
+    return end + (peak - end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def num_recycles_for_step(cfg: TrainConfig, step: int) -> int:
@@ -134,16 +152,17 @@ def make_loss_fn(model: Any, cfg: TrainConfig) -> Callable:
 
 def make_train_step(model: Any, cfg: TrainConfig, optimizer: optax.GradientTransformation
                     ) -> Callable:
-    """``step(state, batch, weights, num_recycles) -> (state, metrics)`` (not yet jitted).
+    """``step(state, batch, weights, num_recycles, lr) -> (state, metrics)`` (not yet jitted;
+    ``lr`` is this step's learning rate, see ``make_optimizer``).
 
     A non-finite loss or gradient leaves params, optimiser state and EMA unchanged
     (``metrics['finite'] == 0``); the step counter advances either way.
     """
     loss_fn = make_loss_fn(model, cfg)
-    schedule = make_schedule(cfg)
     decay = cfg.ema_decay
 
-    def step(state: TrainState, batch: dict, weights: LossWeights, num_recycles: int):
+    def step(state: TrainState, batch: dict, weights: LossWeights, num_recycles: int,
+             lr: jax.Array):
         key = jax.random.fold_in(state.rng, state.step)
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, batch, key, weights, num_recycles)
@@ -152,6 +171,8 @@ def make_train_step(model: Any, cfg: TrainConfig, optimizer: optax.GradientTrans
         # Zero the gradient of a bad step before the optimiser sees it, then keep the old state.
         grads = jax.tree_util.tree_map(lambda g: jnp.where(finite, g, 0.0), grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        lr = jnp.asarray(lr, jnp.float32)
+        updates = jax.tree_util.tree_map(lambda u: -lr * u, updates)
         params = optax.apply_updates(state.params, updates)
         # EMA with a warm-up (decay min(d, (1 + t) / (10 + t)) at step t): a plain decay of 0.999
         # still weighs the random initialisation by 0.999^1000 = 0.37 after 1,000 steps, which
@@ -169,7 +190,7 @@ def make_train_step(model: Any, cfg: TrainConfig, optimizer: optax.GradientTrans
                                ema_params=keep(ema, state.ema_params),
                                step=state.step + 1, rng=state.rng)
         metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
-                       finite=finite.astype(jnp.float32), lr=schedule(state.step))
+                       finite=finite.astype(jnp.float32), lr=lr)
         return new_state, metrics
 
     return step
@@ -206,10 +227,16 @@ _JIT_CACHE: dict[Any, Any] = {}
 
 
 def _step_cache_key(cfg: TrainConfig) -> TrainConfig:
-    """The part of ``cfg`` that the compiled step depends on."""
+    """The part of ``cfg`` that the compiled step depends on (not the length of the run, the
+    schedule or the loss stages: learning rate and loss weights are arguments of the step)."""
     from foldlite.train.config import CheckpointConfig, EvalConfig
+    o = cfg.optimizer
     return dataclasses.replace(cfg, name="", log_dir=None, evaluation=EvalConfig(),
                                checkpoint=CheckpointConfig(), log_interval=1, max_nonfinite=1,
+                               steps=0,
+                               optimizer=dataclasses.replace(o, learning_rate=0.0, warmup_steps=0,
+                                                             end_lr_fraction=0.0),
+                               loss=dataclasses.replace(cfg.loss, stages=()),
                                data=dataclasses.replace(cfg.data, path="", splits=None))
 
 
@@ -318,10 +345,13 @@ class Trainer:
       resume: continue from the newest checkpoint in the run folder (error if there is none).
       progress: show a tqdm progress bar (process 0 only).
       data: a ``TrainingData`` (default: built from ``cfg.data``); tests may pass their own.
+      init_weights: a weights ``.npz`` (``save_weights`` format, e.g. the shipped model) that a
+        new run starts from: params and EMA from the file, a fresh optimiser, step 0 (fine-tuning).
+        Ignored when resuming from a checkpoint.
     """
 
     def __init__(self, cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
-                 data: Any = None):
+                 data: Any = None, init_weights: str | os.PathLike | None = None):
         from foldlite.model import make_model
         from foldlite.model.config import load_model_config
         from foldlite.train.batches import TrainingData
@@ -329,6 +359,7 @@ class Trainer:
         self.cfg = cfg
         self.resume = resume
         self.progress = progress
+        self.init_weights = init_weights
         self.is_main = jax.process_index() == 0
         self.run_dir = cfg.run_dir()
         self.model_cfg = load_model_config(cfg.model)
@@ -379,8 +410,34 @@ class Trainer:
         """Shapes and dtypes of the state (``jax.ShapeDtypeStruct`` leaves; nothing computed)."""
         return jax.eval_shape(self._init_fn, self._example())
 
+    def _from_weights(self, path: str | os.PathLike) -> TrainState:
+        """A fresh state whose params and EMA come from the weights file ``path``."""
+        from foldlite.train.checkpoint import load_weights
+
+        params, model_cfg, meta = load_weights(path)
+        if model_cfg != self.model_cfg:
+            raise ConfigError(f"{path}: the weights are for a different model config than "
+                              f"{self.cfg.model!r}")
+        state = self.initial_state()
+        want = jax.tree_util.tree_structure(state.params)
+        if jax.tree_util.tree_structure(params) != want or any(
+                np.shape(a) != np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(params),
+                                                          jax.tree_util.tree_leaves(state.params))):
+            raise ConfigError(f"{path}: parameter names or shapes differ from model "
+                              f"{self.cfg.model!r}")
+        params = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
+        state = TrainState(params=params, opt_state=to_host(self.optimizer.init(params)),
+                           ema_params=jax.tree_util.tree_map(np.copy, params),
+                           step=state.step, rng=state.rng)
+        if self.is_main:
+            print(f"foldlite train: initialised from {path} (trained {meta.get('step', '?')} "
+                  f"steps); fresh optimiser, step 0", file=sys.stderr)
+        return state
+
     def _load_or_init(self) -> TrainState:
         if not self.resume:
+            if self.init_weights is not None:
+                return self._from_weights(self.init_weights)
             return self.initial_state()
         latest = self.checkpoints.latest()
         if latest is None:
@@ -411,9 +468,14 @@ class Trainer:
     def train_step(self, state: TrainState, step: int) -> tuple[TrainState, dict]:
         """One optimiser step on the batch of ``step`` (for tests and benchmarks)."""
         batch = self.global_batch(step)
+        return self.step_on(state, step, batch)
+
+    def step_on(self, state: TrainState, step: int, batch: dict) -> tuple[TrainState, dict]:
+        """One optimiser step on a global batch made by ``global_batch(step)``."""
         weights = self.cfg.loss.weights_at(step)
         recycles = jnp.asarray(num_recycles_for_step(self.cfg, step), jnp.int32)
-        return self._step_fn(state, batch, weights, recycles)
+        lr = jnp.asarray(learning_rate_at(self.cfg, step), jnp.float32)
+        return self._step_fn(state, batch, weights, recycles, lr)
 
     # ---------------------------------------------------------------- logging
     def _log(self, record: dict) -> None:
@@ -472,12 +534,37 @@ class Trainer:
         return out
 
     # ---------------------------------------------------------------- loop
-    def train(self, until_step: int | None = None, time_limit: float | None = None
-              ) -> TrainResult:
-        """Train to ``cfg.steps`` (or ``until_step``, or for ``time_limit`` seconds)."""
+    def plan_budget(self, step: int, total: int) -> None:
+        """Make the run end at ``total`` steps (``--time-budget``): the schedule and the loss
+        stages yet to come are rescaled from ``cfg.steps`` to ``total`` (no recompilation: the
+        learning rate is an argument of the step)."""
+        from foldlite.train.config import LossStage
+
+        cfg = self.cfg
+        total = max(int(total), step + 1)
+        scale = total / max(cfg.steps, 1)
+        stages = tuple(s if s.start_step <= step else
+                       LossStage(max(step + 1, int(round(s.start_step * scale))), s.weights)
+                       for s in cfg.loss.stages)
+        self.cfg = dataclasses.replace(cfg, steps=total,
+                                       loss=dataclasses.replace(cfg.loss, stages=stages))
+
+    def train(self, until_step: int | None = None, time_limit: float | None = None,
+              time_budget: float | None = None) -> TrainResult:
+        """Train to ``cfg.steps`` (or ``until_step``, or for ``time_limit`` seconds).
+
+        ``time_budget``: train for about this many seconds with a complete schedule: after the
+        first timed steps the run's length is set from the measured speed (``plan_budget``), so
+        warm-up, cosine decay and the loss stages fit the time; the run stops at the budget in
+        any case and then writes its weights.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         from tqdm import tqdm
 
         cfg = self.cfg
+        if time_budget is not None:
+            time_limit = time_budget if time_limit is None else min(time_limit, time_budget)
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             fileio.write_text(self.run_dir / "config.yaml",
@@ -489,7 +576,9 @@ class Trainer:
         end = cfg.steps if until_step is None else min(cfg.steps, int(until_step))
         self._log({"kind": "start", "step": start, "end": end, "time": time.time(),
                    "devices": int(self.mesh.devices.size), "processes": jax.process_count(),
-                   "platform": jax.devices()[0].platform, "resumed": self.resume})
+                   "platform": jax.devices()[0].platform, "resumed": self.resume,
+                   "init_weights": str(self.init_weights) if self.init_weights else None,
+                   "time_budget": time_budget})
         bar = tqdm(total=end, initial=start, disable=not (self.progress and self.is_main),
                    dynamic_ncols=True, desc=cfg.name)
         t0 = time.time()
@@ -498,7 +587,11 @@ class Trainer:
         stopped = "done" if end == cfg.steps else "until"
         last: dict = {}
         timed_steps, timed_time, timed_res = 0, 0.0, 0.0
+        planned = time_budget is None
         step = start
+        # The next batch is read and cropped on a thread while the device runs this step.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="foldlite-batch")
+        pending = pool.submit(self.global_batch, step) if step < end else None
         with _StopFlag() as stop:
             while step < end:
                 if stop.signal is not None:
@@ -508,7 +601,9 @@ class Trainer:
                     stopped = "time"
                     break
                 ts = time.time()
-                state, metrics = self.train_step(state, step)
+                batch = pending.result()
+                pending = pool.submit(self.global_batch, step + 1) if step + 1 < end else None
+                state, metrics = self.step_on(state, step, batch)
                 metrics = {k: float(v) for k, v in to_host(metrics).items()}
                 dt = time.time() - ts
                 step += 1
@@ -516,6 +611,29 @@ class Trainer:
                     timed_steps += 1
                     timed_time += dt
                     timed_res += metrics["residues"]
+                if not planned and (timed_steps >= 20 or (timed_steps >= 3 and timed_time > 30)):
+                    # Fit the schedule to the budget; 5% held back for a stage's compilation.
+                    planned = True
+                    left = time_budget - (time.time() - t0)
+                    total = step + int(0.95 * left * timed_steps / timed_time)
+                    if until_step is not None:
+                        total = min(total, int(until_step))
+                    self.plan_budget(step, total)
+                    cfg = self.cfg
+                    end = cfg.steps
+                    stopped = "done"
+                    bar.total = end
+                    bar.refresh()
+                    self._log({"kind": "plan", "step": step, "steps": end, "time": time.time(),
+                               "seconds_per_step": timed_time / timed_steps,
+                               "stages": [s.start_step for s in cfg.loss.stages]})
+                    if self.is_main:
+                        tqdm.write(f"foldlite train: {timed_time / timed_steps:.3f} s/step; "
+                                   f"schedule set to {end} steps to fit the time budget "
+                                   f"(loss stages start at "
+                                   f"{[s.start_step for s in cfg.loss.stages]})")
+                    if pending is None and step < end:
+                        pending = pool.submit(self.global_batch, step)
                 if metrics["finite"] < 1.0:
                     nonfinite_run += 1
                     self._log({"kind": "nonfinite", "step": step, "loss": metrics["loss"],
@@ -552,15 +670,17 @@ class Trainer:
                         self._log({"kind": "eval", "step": step, "time": time.time(), **ev})
                         tqdm.write(f"step {step}: validation " + " ".join(
                             f"{k}={v:.3f}" for k, v in ev.items() if isinstance(v, float)))
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
         if step > start or stopped in ("signal", "time"):
             self._save(state)
         ev_int = self.cfg.evaluation.interval
-        if stopped == "done" and step > start and not (ev_int and step % ev_int == 0):
+        finished = stopped == "done" or (stopped == "time" and time_budget is not None)
+        if finished and step > start and not (ev_int and step % ev_int == 0):
             ev = self.evaluate(state)  # the final model is always evaluated
             if ev:
                 self._log({"kind": "eval", "step": step, "time": time.time(), **ev})
-        weights = self._write_weights(state, last) if stopped == "done" else None
+        weights = self._write_weights(state, last) if finished else None
         sps = timed_steps / timed_time if timed_time > 0 else float("nan")
         rps = timed_res / timed_time if timed_time > 0 else float("nan")
         self._log({"kind": "stop", "step": step, "reason": stopped, "time": time.time(),
@@ -593,6 +713,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the schedule still spans the config's steps")
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="stop (with a checkpoint) after this much wall time")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                        help="train for about this long with a complete schedule: the number of "
+                             "steps (and the loss stages) is set from the measured speed after "
+                             "the first steps; weights are written at the end")
+    parser.add_argument("--init-weights", default=None, metavar="FILE.npz",
+                        help="start a new run from these weights (e.g. the shipped "
+                             "foldlite/weights/default.npz) with a fresh optimiser: fine-tuning")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     dist = parser.add_argument_group("multi-process (jax.distributed)")
     dist.add_argument("--coordinator", default=None, metavar="HOST:PORT",
@@ -606,8 +733,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     cfg = load_train_config(args.config, args.set)
-    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress)
-    result = trainer.train(until_step=args.until_step, time_limit=args.time_limit)
+    trainer = Trainer(cfg, resume=args.resume, progress=not args.no_progress,
+                      init_weights=args.init_weights)
+    result = trainer.train(until_step=args.until_step, time_limit=args.time_limit,
+                           time_budget=args.time_budget)
     if jax.process_index() == 0:
         msg = {"step": result.step, "stopped": result.stopped, "run_dir": str(result.run_dir),
                "weights": str(result.weights_path) if result.weights_path else None,
