@@ -75,15 +75,30 @@ def _run_chromium(browser: str, page: Path, tmp: Path, *extra: str) -> subproces
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
-def _render(browser: str, page: Path, tmp: Path) -> tuple[dict, np.ndarray, str]:
-    """One Chromium run: (body attributes + error text, screenshot [H, W, 3] 0..255, log)."""
-    shot = tmp / f"{page.stem}.png"
-    r = _run_chromium(browser, page, tmp, "--dump-dom", f"--screenshot={shot}")
+def _page_state(r: subprocess.CompletedProcess) -> dict:
+    """Body attributes (data-status, data-viewer-rect) + 'errors' (the #js-errors text) of a DOM
+    dump. Chromium dumps the DOM when the virtual time budget is spent, i.e. after the page has
+    loaded and run all its scripts and timers due within 10 s; the page sets data-status only
+    once every viewer callback has returned and turns it into "errors" on any later error, so
+    this one sample is the final state, whatever the machine's load."""
     body = re.search(r"<body([^>]*)>", r.stdout)
     assert body, f"no DOM from Chromium: {r.stderr[-2000:]}"
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1)))
     errs = re.search(r'<pre id="js-errors">(.*?)</pre>', r.stdout, re.S)
     attrs["errors"] = errs.group(1).strip() if errs else "<no error box>"
+    return attrs
+
+
+def _dom_state(browser: str, page: Path, tmp: Path) -> dict:
+    """One Chromium run without a screenshot: the page state (see ``_page_state``)."""
+    return _page_state(_run_chromium(browser, page, tmp, "--dump-dom"))
+
+
+def _render(browser: str, page: Path, tmp: Path) -> tuple[dict, np.ndarray, str]:
+    """One Chromium run: (page state, screenshot [H, W, 3] 0..255, log)."""
+    shot = tmp / f"{page.stem}.png"
+    r = _run_chromium(browser, page, tmp, "--dump-dom", f"--screenshot={shot}")
+    attrs = _page_state(r)
     assert shot.is_file(), f"no screenshot: {r.stderr[-2000:]}"
     from matplotlib.image import imread
     img = imread(shot)[..., :3]
@@ -154,9 +169,34 @@ def test_view_command_page_and_error_detection(browser_and_js, tmp_path):
     counts = _band_pixel_counts(img[y:y + h, x:x + w])
     assert counts["#0053D6"] > 100 and counts["#FF7D45"] == 0, counts
 
-    broken = tmp_path / "broken.html"
-    broken.write_text(page.read_text().replace(
-        "</body>", "<script>$3Dmolpromise.then(function () { no_such_function(); });</script>"
-                   "</body>", 1))
-    attrs, _, _ = _render(browser, broken, tmp_path)
-    assert attrs.get("data-status") == "errors" and "no_such_function" in attrs["errors"]
+    def inject(name: str, script: str) -> Path:
+        out = tmp_path / name
+        out.write_text(page.read_text().replace("</body>", f"<script>{script}</script></body>", 1))
+        return out
+
+    # An error in a callback queued on the viewer's promise by a later script of the page.
+    broken = inject("broken.html", "$3Dmolpromise.then(function () { no_such_function(); });")
+    attrs = _dom_state(browser, broken, tmp_path)
+    assert attrs.get("data-status") == "errors" and "no_such_function" in attrs["errors"], attrs
+    # An error after the page said "rendered" turns the status into "errors". (The page decides
+    # in its own load handler, which runs before this one.)
+    late = inject("late.html", "window.addEventListener('load', function () {"
+                  " setTimeout(function () { document.body.setAttribute('data-status-before',"
+                  " document.body.getAttribute('data-status'));"
+                  " throw new Error('late_failure'); }, 0); });")
+    attrs = _dom_state(browser, late, tmp_path)
+    assert attrs.get("data-status-before") == "rendered", attrs
+    assert attrs.get("data-status") == "errors" and "late_failure" in attrs["errors"], attrs
+
+
+def test_view_page_reports_unreachable_3dmol(browser_and_js, tmp_path):
+    """A page loading 3Dmol.js from a URL that cannot be fetched says so (status "errors")
+    instead of waiting for a viewer that never comes."""
+    browser, _ = browser_and_js
+    page = tmp_path / "cdn.html"
+    assert main(["view", str(Path(__file__).parent / "data" / "1A8O.pdb"), "-o", str(page)]) == 0
+    missing = (tmp_path / "missing" / "3Dmol-min.js").as_uri()
+    page.write_text(page.read_text().replace(viz.CDN_3DMOL, missing))
+    attrs = _dom_state(browser, page, tmp_path)
+    assert attrs.get("data-status") == "errors", attrs
+    assert f"3Dmol.js could not be loaded from {missing}" in attrs["errors"], attrs
