@@ -399,7 +399,9 @@ def run(args: argparse.Namespace) -> int:
         examples = examples_from_structures(args.structures, args.max_chains)
         source = {"structures": str(args.structures)}
     else:
-        data_cfg = meta.get("train_config", {}).get("data", {})
+        # The dataset and splits the weights are evaluated on: recorded as ``evaluation_data``
+        # when they were trained on a derived subset (fine-tuning), else the training data.
+        data_cfg = meta.get("evaluation_data") or meta.get("train_config", {}).get("data", {})
         dataset = args.dataset or data_cfg.get("path")
         splits = args.splits or data_cfg.get("splits")
         if not dataset:
