@@ -11,7 +11,10 @@ record end to end twice with ``predict_batch`` -- parse, features, model, refine
 
 Printed per length: padded length (bucket), compile time of the first run, warm stage times
 (features, model, refine, outputs), warm and first end-to-end times, and the peak resident
-memory of the process (plus peak device memory on accelerators that report it).
+memory of the process (plus peak device memory on accelerators that report it). With
+refinement on, a second table gives what the refinement did in the warm run (from
+scores.json's report): steps and rounds (with the softened-clash rounds of a collapsed start),
+violations and clashes before and after, CA RMSD moved, and each round's steps and end.
 
 The network's timings do not depend on the values of its weights, so without ``--weights`` the
 script uses a randomly initialised network of ``--config`` (default ``small``, the CPU model).
@@ -76,7 +79,8 @@ def worker(args: argparse.Namespace) -> dict:
         if not res.ok:
             raise SystemExit(f"prediction failed: {res.rows[0].message}")
         scores = outputs.read_scores(work / "out" / res.rows[0].dir)
-        runs.append({"wall": wall, "timings": scores["timings"]})
+        runs.append({"wall": wall, "timings": scores["timings"],
+                     "refinement": scores.get("refinement")})
     out = {
         "length": args.worker, "padded": scores["padded_length"],
         "device": scores["device"], "chunk_size": scores["chunk_size"],
@@ -84,6 +88,7 @@ def worker(args: argparse.Namespace) -> dict:
         "first_compile_s": runs[0]["timings"].get("compile", 0.0),
         "first_e2e_s": runs[0]["wall"], "warm_e2e_s": runs[1]["wall"],
         "warm": runs[1]["timings"], "peak_rss_mib": _peak_rss_mib(),
+        "refinement": _refine_summary(runs[1]["refinement"]),
     }
     try:
         import jax
@@ -93,6 +98,19 @@ def worker(args: argparse.Namespace) -> dict:
             out["peak_device_mib"] = stats["peak_bytes_in_use"] / 2**20
     except Exception:  # noqa: BLE001 - not every backend reports memory
         pass
+    return out
+
+
+def _refine_summary(rep: dict | None) -> dict | None:
+    """The figures of a refinement report (scores.json) that say where its time went."""
+    if not rep:
+        return None
+    keys = ("steps", "rounds", "time_s", "violations_before", "violations_after",
+            "clashes_before", "clashes_after", "ca_rmsd", "collapsed_start",
+            "pair_list_truncated")
+    out = {k: rep.get(k) for k in keys}
+    out["round_log"] = [{k: r.get(k) for k in ("repulsion_scale", "steps", "end", "time_s")}
+                        for r in rep.get("round_log") or []]
     return out
 
 
@@ -161,6 +179,21 @@ def main() -> None:
                          _fmt(w.get("refine")), _fmt(w.get("outputs")), _fmt(r["warm_e2e_s"]),
                          _fmt(r["first_e2e_s"]), _fmt(r["peak_rss_mib"], "{:.0f}"),
                          _fmt(r.get("peak_device_mib"), "{:.0f}")]), flush=True)
+    refined = [r for r in results if r.get("refinement")]
+    if refined:
+        print("\n# refinement (warm run): steps, rounds, violations and clashes before -> after,"
+              " CA RMSD moved (A); rounds: repulsion scale/steps/end")
+        print("\t".join(("length", "refine_s", "steps", "rounds", "collapsed", "violations",
+                         "clashes", "ca_moved", "rounds_detail")))
+        for r in refined:
+            f = r["refinement"]
+            detail = " ".join(f"{x['repulsion_scale']:g}/{x['steps']}/{x['end']}"
+                              for x in f["round_log"]) or "-"
+            print("\t".join([str(r["length"]), _fmt(f["time_s"]), str(f["steps"]),
+                             str(f["rounds"]), str(f["collapsed_start"]),
+                             f"{f['violations_before']}->{f['violations_after']}",
+                             f"{f['clashes_before']}->{f['clashes_after']}",
+                             _fmt(f["ca_rmsd"]), detail]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 

@@ -165,7 +165,8 @@ _terms = jax.jit(E.energy_terms, static_argnames=("weights",))
 
 def _nl(topo, x):
     return build_neighbor_list(x, topo.atom_mask, topo.exclusions, topo.one_five, cutoff=4.6,
-                               capacity=16 * x.shape[0], cell_capacity=32)
+                               capacity=16 * x.shape[0],
+                               candidate_capacity=128 * x.shape[0])
 
 
 def test_total_energy_gradient_matches_finite_differences(small_system):

@@ -1,4 +1,4 @@
-"""Neighbour lists (sorted cell grid) against brute force."""
+"""Neighbour lists (sorted cell grid, flat candidate table) against brute force."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def test_matches_brute_force_with_exclusions_and_special_pairs():
     special2[2:, 0] = np.arange(n - 2)
     special = np.concatenate([special, special2], 1)
     nl = build_neighbor_list(jnp.asarray(x), jnp.asarray(mask), jnp.asarray(excl),
-                             jnp.asarray(special), cutoff=4.0, capacity=16 * n, cell_capacity=24)
+                             jnp.asarray(special), cutoff=4.0, capacity=16 * n,
+                             candidate_capacity=128 * n)
     assert not bool(nl.overflow)
     got = np.asarray(nl.pairs)[np.asarray(nl.pair_mask())]
     assert len(got) == int(nl.count) == len(pairs_of(nl))  # each pair once
@@ -46,11 +47,19 @@ def test_overflow_is_reported_not_silent():
     excl = np.full((len(x), 1), -1, np.int32)
     n = len(x)
     args = (jnp.asarray(x), jnp.asarray(mask), jnp.asarray(excl))
-    assert bool(build_neighbor_list(*args, cutoff=4.0, capacity=n).overflow)  # total pairs
+    assert not bool(build_neighbor_list(*args, cutoff=4.0, capacity=16 * n,
+                                        candidate_capacity=128 * n).overflow)
+    assert bool(build_neighbor_list(*args, cutoff=4.0, capacity=n,
+                                    candidate_capacity=128 * n).overflow)  # total pairs
     assert bool(build_neighbor_list(*args, cutoff=4.0, capacity=16 * n,
-                                    row_capacity=2).overflow)  # pairs of one atom
+                                    candidate_capacity=8 * n).overflow)  # candidates
+    # The candidate count the build examines is the host's estimate (same grid).
+    from foldlite.physics.neighbors import half_shell_candidates
+    want = half_shell_candidates(x[mask > 0], 4.0)
     assert bool(build_neighbor_list(*args, cutoff=4.0, capacity=16 * n,
-                                    cell_capacity=2).overflow)  # atoms in one cell
+                                    candidate_capacity=want - 1).overflow)
+    assert not bool(build_neighbor_list(*args, cutoff=4.0, capacity=16 * n,
+                                        candidate_capacity=want).overflow)
 
 
 def test_extended_chain_uses_little_memory():
@@ -60,7 +69,7 @@ def test_extended_chain_uses_little_memory():
     x = np.zeros((n, 3), np.float32)
     x[:, 0] = 1.5 * np.arange(n)
     nl = build_neighbor_list(jnp.asarray(x), jnp.ones(n), jnp.full((n, 1), -1, jnp.int32),
-                             cutoff=3.2, capacity=2 * n, row_capacity=4, cell_capacity=4)
+                             cutoff=3.2, capacity=2 * n, candidate_capacity=8 * n)
     assert not bool(nl.overflow)
     assert pairs_of(nl) == {(i, i + 1) for i in range(n - 1)} | {(i, i + 2)
                                                                  for i in range(n - 2)}
@@ -80,7 +89,7 @@ def test_query_neighbors_and_rebuild_rule():
         want = set(np.nonzero((d[i] < 3.5) & (mask > 0))[0].tolist())
         assert set(idx[i][idx[i] < len(x)].tolist()) == want
     nl = build_neighbor_list(jnp.asarray(x), jnp.asarray(mask), jnp.full((len(x), 1), -1),
-                             cutoff=4.0, capacity=16 * len(x), cell_capacity=24)
+                             cutoff=4.0, capacity=16 * len(x), candidate_capacity=128 * len(x))
     moved = x.copy()
     moved[3] += np.array([0.4, 0, 0], np.float32)
     assert not bool(needs_rebuild(nl, jnp.asarray(moved), jnp.asarray(mask), skin=1.0))
@@ -118,3 +127,28 @@ def test_capacities_are_fixed_per_bucket_and_grow_along_a_ladder(repo_root):
         seen.append(caps)
         caps = grow_capacities(caps)
     assert seen == list(CAPACITY_LADDER)
+
+
+def test_estimated_capacities_hold_a_crowded_structure(repo_root):
+    """Capacities from ``estimate_capacities`` hold the lists of a compressed protein (no
+    overflow, every pair found): the defaults for a folded one, a larger set when crowded."""
+    from foldlite.physics.neighbors import (CAPACITY_LADDER, capacity_level, estimate_capacities,
+                                            list_sizes)
+    from foldlite.physics.topology import build_topology
+    from foldlite.protein import read_structure
+
+    p = read_structure(repo_root / "tests/data/1A8O.pdb")
+    topo, _ = build_topology(p.aatype, p.atom_positions, p.atom_mask, p.residue_index)
+    centre = topo.reference[topo.atom_mask > 0].mean(0)
+    for shrink in (1.0, 0.7, 0.5):
+        x = ((topo.reference - centre) * shrink).astype(np.float32)
+        caps, truncated = estimate_capacities(x, topo.atom_mask, 4.6, topo.exclusions)
+        assert not truncated
+        nl = build_neighbor_list(jnp.asarray(x), jnp.asarray(topo.atom_mask),
+                                 jnp.asarray(topo.exclusions), cutoff=4.6,
+                                 **list_sizes(caps, len(x)))
+        assert not bool(nl.overflow)
+        assert pairs_of(nl) == brute_force_pairs(x, topo.atom_mask, 4.6, topo.exclusions)
+        level = capacity_level(caps)
+        assert CAPACITY_LADDER[level] == caps
+        assert (level == 0) == (shrink == 1.0)  # folded: the defaults; compressed: more room

@@ -65,6 +65,9 @@ def test_refinement_meets_the_geometry_goals(native, refined):
     assert np.array_equal(out.aatype, start.aatype)
     assert np.array_equal(out.atom_mask, start.atom_mask)
     assert report.steps > 0 and report.rounds >= 1 and report.rebuilt_sidechains == 0
+    # A perturbed crystal structure converges by the optimiser's own rule in one round (the
+    # looser per-check tolerance, settle_tol, is for slowly relaxing predictions).
+    assert [r["end"] for r in report.round_log] == ["converged"]
     d = json.loads(json.dumps(report.to_dict()))
     assert d["violations_after"] == 0 and d["trajectory_frames"] == 0
     assert set(d["energy_after"]) >= {"bond", "angle", "omega", "chirality", "repulsion",
@@ -354,6 +357,46 @@ def test_collapsed_input_terminates_and_reports_honestly(native):
     assert not report.pair_list_truncated and not ma["pair_list_truncated"]
     assert ma["violations"] < mb["violations"] / 100
     assert report.ca_rmsd > 1.0  # the chain had to unfold out of the collapsed ball
+    # The round log accounts for every round and step; softened rounds come first, within
+    # their step budget, and release no restraint.
+    log = report.round_log
+    assert len(log) == report.rounds and sum(r["steps"] for r in log) == report.steps
+    n_ramp = len(cfg.clash_ramp)
+    assert [r["repulsion_scale"] for r in log[:n_ramp]] == list(cfg.clash_ramp)
+    assert all(r["steps"] <= min(cfg.clash_ramp_steps, cfg.max_steps) for r in log[:n_ramp])
+    assert all(r["repulsion_scale"] == 1.0 for r in log[n_ramp:])
+    assert all(r["end"] in ("converged", "settled", "step budget") for r in log)
+    assert log[-1]["violations"] == ma["violations"] and log[-1]["clashes"] == ma["clashes"]
+    assert json.loads(json.dumps(report.to_dict()))["round_log"][0]["steps"] == log[0]["steps"]
+
+
+def test_settled_rounds_and_released_clashes_on_a_collapsed_start(native):
+    """The convergence tolerance per check ends full-strength rounds early (fewer steps, the
+    same violations), and releasing the restraints of clashing residues removes clashes that
+    the restraints to a collapsed start would otherwise hold in place."""
+    m = native.atom_mask > 0
+    centre = native.atom_positions[m].mean(0)
+    collapsed = native.replace(atom_positions=(
+        (native.atom_positions - centre) * 0.2 + centre) * native.atom_mask[..., None])
+    cfg = RefineConfig(max_steps=400)
+    _, settled = refine(collapsed, config=cfg)
+    _, full = refine(collapsed, config=dataclasses.replace(cfg, settle_tol=0.0))
+    _, held = refine(collapsed, config=dataclasses.replace(cfg, release_clashes=False))
+    assert any(r["end"] == "settled" for r in settled.round_log)
+    assert all(r["end"] != "settled" for r in full.round_log)
+    assert settled.steps < full.steps
+    assert settled.violations_after == full.violations_after == 0
+    assert settled.clashes_after <= 2
+    assert held.clashes_after > settled.clashes_after + 10
+
+
+def test_new_refine_options_are_validated():
+    from foldlite.errors import ConfigError
+
+    for bad in ({"clash_ramp_steps": -1}, {"check_every": -1}, {"settle_tol": 1.0},
+                {"settle_tol": -0.1}):
+        with pytest.raises(ConfigError):
+            RefineConfig(**bad)
 
 
 # ---------------------------------------------------------------------------------------------

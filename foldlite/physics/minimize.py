@@ -35,7 +35,7 @@ import optax
 from foldlite.geometry import torsions as tors
 from foldlite.physics import energy as E
 from foldlite.physics.neighbors import (NeighborList, build_neighbor_list, grow_capacities,
-                                       needs_rebuild)
+                                       list_sizes, needs_rebuild)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +52,17 @@ class MinSettings:
     patience: int = 10
     skin: float = 1.0                 # Verlet skin (A)
     pairs_per_atom: int = 8           # pair-list capacity per (padded) atom
-    row_capacity: int = 32            # pairs per atom before exclusions are removed
-    cell_capacity: int = 24           # atoms per grid cell
+    candidates_per_atom: int = 64     # candidate pairs examined per (padded) atom
     mode: str = "cartesian"           # "cartesian" | "chi"
     tolerate_overflow: bool = False   # go on with truncated pair lists (traced: no recompile)
     trajectory_every: int = 0         # 0 = no trajectory; else keep positions every N steps
     repulsion_scale: float = 1.0      # multiplies the repulsion term (traced: no recompile)
+
+    @property
+    def capacities(self) -> dict:
+        """The neighbour-list capacities (``neighbors.CAPACITY_LADDER`` keys)."""
+        return {"pairs_per_atom": self.pairs_per_atom,
+                "candidates_per_atom": self.candidates_per_atom}
 
     @property
     def cutoff(self) -> float:
@@ -96,6 +101,8 @@ class MinResult(NamedTuple):
     converged: jax.Array     # [] bool
     frames: np.ndarray | None  # [F,A,3] positions every ``trajectory_every`` steps, or None
     n_frames: jax.Array      # [] int
+    stopped: bool = False    # ended early because ``should_stop`` said so
+    builds: int = 0          # neighbour-list builds
 
 
 def chi_positions(chis: jax.Array, system: ChiSystem) -> jax.Array:
@@ -155,6 +162,7 @@ class LoopState(NamedTuple):
     grad_rms: jax.Array
     calm: jax.Array
     overflow: jax.Array
+    builds: jax.Array  # neighbour-list builds so far
 
 
 def _static(settings: MinSettings) -> MinSettings:
@@ -183,7 +191,7 @@ def _init_state(params0, topo, system, limits: _Limits, s: MinSettings) -> LoopS
                        overflow=jnp.zeros((), bool))
     opt = _make_optimizer(s, limits)
     state = LoopState(params0, opt.init(params0), nl0, jnp.float32(jnp.inf),
-                      jnp.float32(jnp.inf), jnp.int32(0), jnp.zeros((), bool))
+                      jnp.float32(jnp.inf), jnp.int32(0), jnp.zeros((), bool), jnp.int32(0))
     # Strong types throughout (optax initialises some scalars weakly typed), so that the state
     # coming out of ``_minimize`` has the same types as the one going in: no recompiles when a
     # run continues in chunks.
@@ -211,8 +219,7 @@ def _minimize(state: LoopState, topo, system, limits: _Limits, s: MinSettings
 
     def build(x):
         return build_neighbor_list(x, mask, topo.exclusions, topo.one_five, cutoff=s.cutoff,
-                                   capacity=s.pairs_per_atom * x.shape[0],
-                                   row_capacity=s.row_capacity, cell_capacity=s.cell_capacity)
+                                   **list_sizes(s.capacities, x.shape[0]))
 
     def energy_fn(params, nl: NeighborList):
         x = _positions(params, system, mode)
@@ -228,7 +235,8 @@ def _minimize(state: LoopState, topo, system, limits: _Limits, s: MinSettings
     def body(c):
         st, step = c
         x = _positions(st.params, system, mode)
-        nl = jax.lax.cond(needs_rebuild(st.nl, x, mask, s.skin), build, lambda _: st.nl, x)
+        rebuild = needs_rebuild(st.nl, x, mask, s.skin)
+        nl = jax.lax.cond(rebuild, build, lambda _: st.nl, x)
         f = partial(energy_fn, nl=nl)
         if s.optimizer.startswith("lbfgs"):
             e, g = optax.value_and_grad_from_state(f)(st.params, state=st.opt_state)
@@ -252,14 +260,14 @@ def _minimize(state: LoopState, topo, system, limits: _Limits, s: MinSettings
                         jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b),
                                                st.opt_state, opt_state),
                         nl, e, grad_rms, jnp.where(bad, limits.patience, calm),
-                        st.overflow | nl.overflow)
+                        st.overflow | nl.overflow, st.builds + rebuild.astype(jnp.int32))
         return new, step + 1
 
     return jax.lax.while_loop(cond, body, (state, jnp.int32(0)))
 
 
-def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSettings
-             ) -> MinResult:
+def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSettings, *,
+             check_every: int = 0, should_stop=None) -> MinResult:
     """Minimise the energy of ``topo`` over ``params0`` (positions [A,3] or chis [L,4]).
 
     Args:
@@ -270,23 +278,40 @@ def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSe
         to the compiled loop as values; the rest shapes the program (a new compile per value).
         With ``trajectory_every`` the loop runs in chunks of that many steps, carrying its
         state, and the positions after each chunk are kept (the same compiled program).
+      check_every, should_stop: every ``check_every`` steps (the loop carries its state across,
+        as for a trajectory: no restart of the optimiser, no compile) call
+        ``should_stop(positions [A,3], steps so far, energy) -> bool`` (energy: the minimised
+        energy, repulsion scale included, at the start of the last step); True ends the
+        minimisation there (``MinResult.stopped``). 0 / None: no checks.
     """
     s = _static(settings)
     state = _init_state(params0, topo, system, _limits(settings, settings.max_steps), s)
     frames = []
     every = settings.trajectory_every
+    check = check_every if (should_stop is not None and check_every > 0) else 0
     pos = (lambda p: _positions_chi(p, system)) if settings.mode == "chi" else (lambda p: p)
     if every:
         frames.append(np.asarray(pos(state.params)))
     steps = 0
+    stopped = False
     while steps < settings.max_steps:
-        chunk = min(every, settings.max_steps - steps) if every else settings.max_steps
+        chunk = settings.max_steps - steps
+        if every:
+            chunk = min(chunk, every - steps % every)
+        if check:
+            chunk = min(chunk, check - steps % check)
         state, n = _minimize(state, topo, system, _limits(settings, chunk), s)
         n = int(n)
         steps += n
-        if every and n:
+        if every and n and (steps % every == 0 or n < chunk or steps == settings.max_steps):
             frames.append(np.asarray(pos(state.params)))
-        if n < chunk or not every:
+        if n < chunk:
+            break
+        if check and steps % check == 0 and steps < settings.max_steps and \
+                should_stop(pos(state.params), steps, float(state.energy)):
+            stopped = True
+            if every and steps % every:
+                frames.append(np.asarray(pos(state.params)))
             break
     converged = (float(state.grad_rms) <= settings.grad_tol) or (
         int(state.calm) >= settings.patience)
@@ -294,28 +319,37 @@ def minimize(params0: jax.Array, topo, system: ChiSystem | None, settings: MinSe
                      grad_rms=state.grad_rms, steps=np.int32(steps), overflow=state.overflow,
                      converged=np.bool_(converged),
                      frames=np.stack(frames) if frames else None,
-                     n_frames=np.int32(len(frames)))
+                     n_frames=np.int32(len(frames)), stopped=stopped,
+                     builds=int(state.builds))
 
 
-def run_minimizer(params0, topo, system, settings: MinSettings) -> tuple[MinResult, MinSettings]:
+def _offset_steps(should_stop, done: int, x, steps: int, energy: float) -> bool:
+    """``should_stop`` with the steps counted from ``done`` steps earlier."""
+    return should_stop(x, done + steps, energy)
+
+
+def run_minimizer(params0, topo, system, settings: MinSettings, *, check_every: int = 0,
+                  should_stop=None) -> tuple[MinResult, MinSettings]:
     """``minimize`` with neighbour-list overflow handling: on overflow (the step that saw it is
     not taken), grow the capacities to the next set of ``neighbors.CAPACITY_LADDER`` (up to
     ``neighbors.MAX_CAPACITIES``; a new compile, rare) and continue from where it stopped;
-    at the caps, go on with truncated lists (``tolerate_overflow``). Returns (result, settings
-    used)."""
+    at the caps, go on with truncated lists (``tolerate_overflow``). ``check_every`` and
+    ``should_stop`` as for ``minimize`` (steps counted from this call's start). Returns
+    (result, settings used)."""
     params = params0
     steps_done = 0
+    builds = 0
     frames = []
     while True:
-        res = minimize(params, topo, system, settings)
+        stop = None if should_stop is None else partial(_offset_steps, should_stop, steps_done)
+        res = minimize(params, topo, system, settings, check_every=check_every, should_stop=stop)
         steps_done += int(res.steps)
+        builds += res.builds
         if res.frames is not None:
             frames.append(res.frames if not frames else res.frames[1:])
-        if not bool(res.overflow) or settings.tolerate_overflow:
+        if not bool(res.overflow) or settings.tolerate_overflow or res.stopped:
             break
-        caps = {"pairs_per_atom": settings.pairs_per_atom,
-                "row_capacity": settings.row_capacity, "cell_capacity": settings.cell_capacity}
-        grown = grow_capacities(caps)
+        grown = grow_capacities(settings.capacities)
         params = res.params
         remaining = settings.max_steps - int(res.steps)
         if remaining <= 0:
@@ -327,4 +361,4 @@ def run_minimizer(params0, topo, system, settings: MinSettings) -> tuple[MinResu
     if frames:
         res = res._replace(frames=np.concatenate(frames, axis=0),
                            n_frames=np.int32(sum(len(f) for f in frames)))
-    return res._replace(steps=np.int32(steps_done)), settings
+    return res._replace(steps=np.int32(steps_done), builds=builds), settings

@@ -1,13 +1,17 @@
-"""Neighbour lists for non-bonded terms: a sorted cell grid with fixed capacities.
+"""Neighbour lists for non-bonded terms: a sorted cell grid and a flat list of candidates.
 
 Atoms are binned into cubic cells of edge ``cutoff`` (the interaction range plus a skin). Cells are
 numbered along a bounding grid, atoms are sorted by cell number, and each atom finds its own cell
-and the 13 cells of a half shell in the sorted order by binary search; each cell contributes at
-most ``cell_capacity`` candidates, which are filtered by distance, by ``j > i`` within the own
-cell (so each pair is found once) and by the exclusion table (bonded 1-2, 1-3, 1-4 pairs). The
-pairs are compacted into a flat list ``pairs [P, 2]``: non-bonded terms then cost one gather (and
-one scatter in the gradient) per real pair, with no padding slots per atom. Time and memory are
-``O(A * 14 * cell_capacity)``, linear in the number of atoms, never ``O(A^2)``.
+and the 13 cells of a half shell in the sorted order by binary search. The atoms of those cells
+are the atom's candidates: their counts are laid end to end (a running sum over atoms and cells)
+into one flat table of ``candidate_capacity`` slots, so the work follows the number of candidates
+actually there, not the fullest cell (a collapsed model with a few crowded cells costs little
+more than a folded protein of the same density elsewhere). Candidates are filtered by distance
+and by ``j > i`` within the own cell (so each pair is found once), compacted, and then checked
+against the exclusion table (bonded 1-2, 1-3, 1-4 pairs). The pairs go into a flat list
+``pairs [P, 2]``: non-bonded terms then cost one gather (and one scatter in the gradient) per
+listed pair. Time and memory are ``O(candidate_capacity + P)``, linear in the number of atoms,
+never ``O(A^2)``.
 
 Everything has a fixed shape so it runs under ``jax.jit`` and inside ``lax.while_loop``: a list
 that would need more room than its capacities sets ``overflow``; the caller then rebuilds with
@@ -96,10 +100,10 @@ def _compact(values: jax.Array, ok: jax.Array, width: int, fill: int) -> jax.Arr
     return jnp.full((a, width), fill, values.dtype).at[rows, pos].set(values, mode="drop")
 
 
-@partial(jax.jit, static_argnames=("cutoff", "capacity", "row_capacity", "cell_capacity"))
+@partial(jax.jit, static_argnames=("cutoff", "capacity", "candidate_capacity"))
 def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array,
                         special: jax.Array | None = None, *, cutoff: float, capacity: int,
-                        row_capacity: int = 32, cell_capacity: int = 24) -> NeighborList:
+                        candidate_capacity: int | None = None) -> NeighborList:
     """Build a flat pair list with a sorted cell grid (see the module docstring).
 
     Args:
@@ -111,82 +115,131 @@ def build_neighbor_list(x: jax.Array, mask: jax.Array, exclusions: jax.Array,
         (same padding convention). Must be symmetric.
       cutoff: distance cutoff (Angstrom); also the cell edge.
       capacity: P, pairs kept in all.
-      row_capacity: pairs found per atom before the exclusions are removed, beyond ``E``.
-      cell_capacity: M, atoms read per cell.
+      candidate_capacity: K, candidate pairs examined in all (the atoms of each atom's own cell
+        and half shell; a folded protein has about 45 per atom at a 4.6 A cutoff); default
+        ``8 * capacity``.
 
     Returns:
       NeighborList with ``pairs [P, 2]``.
     """
     a = x.shape[0]
+    k = int(candidate_capacity if candidate_capacity is not None else 8 * capacity)
     mask = mask.astype(bool)
     x = x.astype(jnp.float32)
     coords, dims, too_large = _cell_coords(x, mask, cutoff)
     n_cells = dims[0] * dims[1] * dims[2]
     key = jnp.where(mask, _linear(coords, dims), n_cells)  # padding sorts last, matches nothing
-    order = jnp.argsort(key)
+    order = jnp.argsort(key).astype(jnp.int32)
     sorted_key = key[order]
 
-    offsets = jnp.asarray(_HALF_SHELL)                                        # [14,3]
-    nb = coords[:, None, :] + offsets[None]                                   # [A,14,3]
-    inside = jnp.all((nb >= 0) & (nb < dims), axis=-1)                        # [A,14]
+    # The candidate ranges: atom i, half-shell cell h -> sorted positions [start, start + n).
+    offsets = jnp.asarray(_HALF_SHELL)                                        # [H=14,3]
+    n_half = offsets.shape[0]
+    nb = coords[:, None, :] + offsets[None]                                   # [A,H,3]
+    inside = jnp.all((nb >= 0) & (nb < dims), axis=-1) & mask[:, None]        # [A,H]
     nkey = jnp.where(inside, _linear(nb, dims), -1)
-    start = jnp.searchsorted(sorted_key, nkey, side="left", method="scan")    # [A,14]
+    # (method "scan", a loop: the unrolled search gets fused into, and recomputed by, every
+    # consumer, several times slower in all.)
+    start = jnp.searchsorted(sorted_key, nkey, side="left", method="scan")
     stop = jnp.searchsorted(sorted_key, nkey, side="right", method="scan")
-    cell_over = jnp.any(inside & mask[:, None] & (stop - start > cell_capacity))
+    count = jnp.where(inside, stop - start, 0).reshape(-1).astype(jnp.int32)  # [A*H]
+    end = jnp.cumsum(count)
+    first = end - count                                                       # [A*H]
+    total = end[-1]
 
-    slot = start[..., None] + jnp.arange(cell_capacity)                       # [A,14,M]
-    ok = (slot < stop[..., None]) & inside[..., None]
-    j = order[jnp.clip(slot, 0, a - 1)]
-    i = jnp.arange(a)[:, None, None]
-    own_cell = (jnp.arange(offsets.shape[0]) == 0)[None, :, None]
-    ok &= jnp.where(own_cell, j > i, True)
-    j = j.reshape(a, -1)                                                      # [A,14M]
-    ok = ok.reshape(a, -1) & mask[:, None] & mask[j]
-    d2 = jnp.sum((x[:, None, :] - x[j]) ** 2, axis=-1)
+    # Lay the ranges end to end in K slots: slot -> (range, position in it). The range of a
+    # slot is the number of ranges starting at or before it, less one (empty ranges share the
+    # start of the next one and come before it).
+    marks = jnp.zeros((k + 1,), jnp.int32).at[jnp.minimum(first, k)].add(1)
+    seg = jnp.clip(jnp.cumsum(marks[:k]) - 1, 0, count.shape[0] - 1)            # [K]
+    slot = jnp.arange(k, dtype=jnp.int32)
+    i = seg // n_half
+    own_cell = (seg % n_half) == 0
+    j = order[jnp.clip(start.reshape(-1)[seg] + slot - first[seg], 0, a - 1)]
+    ok = (slot < total) & jnp.where(own_cell, j > i, True) & mask[j]
+    d2 = jnp.sum((x[i] - x[j]) ** 2, axis=-1)
     ok &= d2 < cutoff * cutoff
 
-    # Per atom: compact the pairs within the cutoff, drop the exclusions on the short table.
+    # Compact the pairs within the cutoff (bonded ones included: at most E / 2 per atom), then
+    # drop the exclusions and flag the special pairs on the short table.
     n_excl = exclusions.shape[-1]
-    wide = row_capacity + n_excl
-    row_all = jnp.sum(ok, axis=-1)
-    jj = _compact(j.astype(jnp.int32), ok, wide, a)                           # [A,K+E]
-    keep = jj < a
+    mid = capacity + (n_excl // 2 + 1) * a
+    n_close = jnp.sum(ok)
+    pos = jnp.where(ok, jnp.cumsum(ok) - 1, mid)
+    pick = jnp.full((mid,), k, jnp.int32).at[pos].set(slot, mode="drop")
+    have = pick < k
+    pick = jnp.minimum(pick, k - 1)
+    ii, jj = i[pick], j[pick]
+    keep = have
     if n_excl > 0:
-        keep &= ~jnp.any(jj[:, :, None] == exclusions[:, None, :], axis=-1)
+        keep &= ~jnp.any(exclusions[ii] == jj[:, None], axis=-1)
     if special is not None and special.shape[-1] > 0:
-        flag = jnp.any(jj[:, :, None] == special[:, None, :], axis=-1)
+        flag = jnp.any(special[ii] == jj[:, None], axis=-1)
     else:
-        flag = jnp.zeros(jj.shape, bool)
-    # Then flatten into one list of pairs.
-    ii = jnp.broadcast_to(jnp.arange(a, dtype=jnp.int32)[:, None], jj.shape)
-    keep = keep.reshape(-1)
-    count = jnp.sum(keep).astype(jnp.int32)
+        flag = jnp.zeros(keep.shape, bool)
+    n_pairs = jnp.sum(keep).astype(jnp.int32)
     pos = jnp.where(keep, jnp.cumsum(keep) - 1, capacity)
     pairs = jnp.full((capacity, 2), a, jnp.int32).at[pos].set(
-        jnp.stack([ii.reshape(-1), jj.reshape(-1)], axis=-1), mode="drop")
-    special_flag = jnp.zeros((capacity,), bool).at[pos].set(flag.reshape(-1), mode="drop")
-    overflow = cell_over | jnp.any(row_all > wide) | (count > capacity) | too_large
-    return NeighborList(pairs=pairs, special=special_flag, count=count, reference=x,
+        jnp.stack([ii, jj], axis=-1).astype(jnp.int32), mode="drop")
+    special_flag = jnp.zeros((capacity,), bool).at[pos].set(flag, mode="drop")
+    overflow = (total > k) | (n_close > mid) | (n_pairs > capacity) | too_large
+    return NeighborList(pairs=pairs, special=special_flag, count=n_pairs, reference=x,
                         overflow=overflow)
 
 
-#: Default capacities (enough for any folded protein at a 4.6 A cutoff: about 5 pairs per atom,
-#: at most ~35 atoms within the cutoff of one atom, ~15 atoms per cell) and the caps beyond
-#: which an overcrowded structure (a collapsed model) is refined with truncated lists (16 times
-#: the defaults; the cell capacity 256 holds 200 atoms per 4.6 A cell at the 1.25 margin).
-DEFAULT_CAPACITIES = {"pairs_per_atom": 8, "row_capacity": 32, "cell_capacity": 24}
-MAX_CAPACITIES = {"pairs_per_atom": 128, "row_capacity": 512, "cell_capacity": 256}
+#: Default capacities per (padded) atom: enough for any folded protein at a 4.6 A cutoff
+#: (measured: 4.4-5.1 non-bonded pairs and ~45 half-shell candidates per atom), against 8 and
+#: 64. Crowded structures (collapsed models) get a larger set of ``CAPACITY_LADDER`` (each
+#: doubling both); at ``MAX_CAPACITIES`` an overcrowded structure is refined with truncated
+#: lists.
+DEFAULT_CAPACITIES = {"pairs_per_atom": 8, "candidates_per_atom": 64}
+MAX_CAPACITIES = {"pairs_per_atom": 128, "candidates_per_atom": 1024}
 
 
 def capacities_at_level(level: int) -> dict:
-    """``DEFAULT_CAPACITIES`` times ``4**level``, each capped at ``MAX_CAPACITIES``."""
-    return {k: min(v * 4 ** level, MAX_CAPACITIES[k]) for k, v in DEFAULT_CAPACITIES.items()}
+    """``DEFAULT_CAPACITIES`` times ``2**level``, each capped at ``MAX_CAPACITIES``."""
+    return {k: min(v * 2 ** level, MAX_CAPACITIES[k]) for k, v in DEFAULT_CAPACITIES.items()}
 
 
-#: The capacity sets in use, smallest first (``capacities_at_level`` 0, 1, 2: the defaults, x4,
-#: and the caps): few sets, so that inputs of one atom bucket share compiled programs.
-CAPACITY_LADDER = tuple(capacities_at_level(level) for level in range(3))
+#: The capacity sets in use, smallest first (``capacities_at_level`` 0 to 4: the defaults, x2,
+#: x4, x8 and the caps): few sets, so that inputs of one atom bucket share compiled programs,
+#: and close enough that a crowded structure does not pay for much more room than it needs.
+CAPACITY_LADDER = tuple(capacities_at_level(level) for level in range(5))
 assert CAPACITY_LADDER[-1] == MAX_CAPACITIES
+
+
+def list_sizes(capacities: dict, num_atoms: int) -> dict:
+    """``build_neighbor_list`` keyword sizes (capacity, candidate_capacity) for ``num_atoms``
+    (padded) atoms from a capacities dict."""
+    return {"capacity": int(capacities["pairs_per_atom"]) * num_atoms,
+            "candidate_capacity": int(capacities["candidates_per_atom"]) * num_atoms}
+
+
+def capacity_level(caps: dict) -> int:
+    """Index of the smallest set of ``CAPACITY_LADDER`` holding ``caps``."""
+    for level, step in enumerate(CAPACITY_LADDER):
+        if all(caps[k] <= step[k] for k in step):
+            return level
+    return len(CAPACITY_LADDER) - 1
+
+
+def half_shell_candidates(x: np.ndarray, cutoff: float) -> int:
+    """Number of candidate pairs ``build_neighbor_list`` examines for atoms ``x`` [N,3] (real
+    atoms only): for every atom, the atoms of its own cell and of the 13 half-shell cells, on a
+    grid of edge ``cutoff`` (host side)."""
+    x = np.asarray(x, np.float64)
+    if len(x) == 0:
+        return 0
+    c = np.floor((x - x.min(0) + cutoff) / cutoff).astype(np.int64) + 1
+    dims = c.max(0) + 2
+    keys, occupancy = np.unique(c[:, 0] + dims[0] * (c[:, 1] + dims[1] * c[:, 2]),
+                                return_counts=True)
+    total = 0
+    for o in _HALF_SHELL.astype(np.int64):
+        nk = keys + o[0] + dims[0] * (o[1] + dims[1] * o[2])
+        at = np.clip(np.searchsorted(keys, nk), 0, len(keys) - 1)
+        total += int(np.sum(occupancy * np.where(keys[at] == nk, occupancy[at], 0)))
+    return total
 
 
 def estimate_capacities(x: np.ndarray, mask: np.ndarray, cutoff: float,
@@ -195,14 +248,13 @@ def estimate_capacities(x: np.ndarray, mask: np.ndarray, cutoff: float,
     so that crowded inputs get room up front instead of overflowing.
 
     Every folded protein gets ``DEFAULT_CAPACITIES`` (measured on real chains at a 4.6 A cutoff:
-    4.4-5.1 non-bonded pairs per atom, at most 35 atoms within the cutoff of one atom and 13 in
-    one cell, against 8 x padded atoms, 32 + the exclusion width and 24), so the capacity of a
-    list is fixed by the atom bucket. Crowded inputs (collapsed models) get
-    the smallest set of ``CAPACITY_LADDER`` that holds them, so only a few capacity sets (and
-    compiled programs) exist.
+    4.4-5.1 non-bonded pairs and ~45 half-shell candidates per atom, against 8 and 64 per padded
+    atom), so the capacity of a list is fixed by the atom bucket. Crowded inputs (collapsed
+    models) get the smallest set of ``CAPACITY_LADDER`` that holds them (with ``margin``), so
+    only a few capacity sets (and compiled programs) exist.
 
     Args: x [A,3] and mask [A] (padded layout), cutoff, exclusions [A,E] (as for the build).
-    Returns (capacities dict with pairs_per_atom, row_capacity, cell_capacity; truncated: True
+    Returns (capacities dict with pairs_per_atom and candidates_per_atom; truncated: True
     when even ``MAX_CAPACITIES`` cannot hold the lists).
     """
     from scipy.spatial import cKDTree
@@ -213,18 +265,13 @@ def estimate_capacities(x: np.ndarray, mask: np.ndarray, cutoff: float,
         return dict(DEFAULT_CAPACITIES), False
     a = x.shape[0]
     pairs = real[cKDTree(x[real]).query_pairs(cutoff, output_type="ndarray")]
-    per_atom = np.bincount(pairs.ravel(), minlength=a) if len(pairs) else np.zeros(1)
     ex = np.asarray(exclusions)
     rows = np.broadcast_to(np.arange(a)[:, None], ex.shape)
     ex_keys = (rows * a + ex)[ex >= 0]
     n_bonded = int(np.isin(pairs[:, 0] * a + pairs[:, 1], ex_keys).sum()) if len(pairs) else 0
-    cells = np.floor((x[real] - x[real].min(0)) / cutoff).astype(np.int64)
-    _, occupancy = np.unique(cells, axis=0, return_counts=True)
     need = {
         "pairs_per_atom": margin * (len(pairs) - n_bonded) / a,
-        # candidates of one atom before exclusions (half shell): at most its full count
-        "row_capacity": float(per_atom.max()) - ex.shape[1],
-        "cell_capacity": margin * float(occupancy.max()),
+        "candidates_per_atom": margin * half_shell_candidates(x[real], cutoff) / a,
     }
     for caps in CAPACITY_LADDER:
         if all(need[k] <= caps[k] for k in need):

@@ -18,21 +18,32 @@ refined ``Protein`` and a ``RefineReport``. The steps:
    are fixed per bucket (larger only for overcrowded input), so a second protein in the same
    bucket reuses the compiled programs; ``refine`` also turns on JAX's persistent compilation
    cache, so a second process does not compile either.
-4. **Minimise** (``minimize.run_minimizer``): L-BFGS (or Adam) in one jitted loop until the
-   gradient RMS or the energy change is below tolerance or ``max_steps``. As in AlphaFold2's
-   relax, when violations remain the restraints of the violating residues are released and the
-   minimisation is repeated (at most ``max_rounds`` rounds). A neighbour list that would need
-   more room than its capacities is rebuilt with the next larger capacities of
-   ``neighbors.CAPACITY_LADDER`` (never silently truncated: the step that found it is not
-   taken) up to ``neighbors.MAX_CAPACITIES``; only grossly overcrowded input (a collapsed
-   model) reaches those caps, and then goes on with truncated lists in chunks, re-estimating
-   the capacities, until the lists fit (the report flags lists still truncated at the end:
-   ``pair_list_truncated``). A collapsed start (AlphaFold2 clash violations on more than 10% of
-   the atoms) first gets ``len(clash_ramp)`` rounds with a softened repulsion. Time is bounded
-   by ``(max_rounds + len(clash_ramp)) * max_steps`` steps.
+4. **Minimise** (``minimize.run_minimizer``): L-BFGS (or Adam) in one jitted loop, in rounds.
+   A round ends when the optimiser converges (gradient RMS below ``grad_tol`` or energy change
+   below ``energy_tol`` per step), or, checked every ``check_every`` steps, when the energy fell
+   by less than ``settle_tol`` since the previous check (a convergence tolerance: perturbed
+   crystal structures converge by ``grad_tol`` first; predictions that clash relax slowly for
+   hundreds of steps more with little left to gain), or after ``max_steps``. As in
+   AlphaFold2's relax, when violations (and, with ``release_clashes``, clashes) remain, the
+   restraints of those residues are released and the minimisation is repeated (at most
+   ``max_rounds`` rounds). A collapsed start (AlphaFold2 clash violations on more than 10% of
+   the atoms, as in the output of a weakly trained network) first gets ``len(clash_ramp)``
+   rounds with a softened repulsion of at most ``clash_ramp_steps`` steps each, which untangle
+   it for the full-strength rounds (no restraint is released after them: they leave overlaps
+   by design). Neighbour-list capacities come from the coordinates
+   (``neighbors.estimate_capacities``): the bucket's defaults for folded proteins, a larger set
+   of ``neighbors.CAPACITY_LADDER`` for crowded ones, re-estimated at every check so that a
+   structure that opens up goes on with smaller, cheaper lists. A list that would need more
+   room than its capacities is rebuilt with the next larger set (never silently truncated: the
+   step that found it is not taken) up to ``neighbors.MAX_CAPACITIES``; only grossly
+   overcrowded input reaches those caps, and then goes on with truncated lists until they fit
+   (the report flags lists still truncated at the end: ``pair_list_truncated``). Time is
+   bounded by ``len(clash_ramp) * min(clash_ramp_steps, max_steps) + max_rounds * max_steps``
+   steps; each round's steps, end, time and remaining problems are in
+   ``RefineReport.round_log``.
 5. **Report** (``RefineReport``): energy per term before and after, violations, clashes, bond
    and angle RMSZ, omega, chirality (``validation.geometry_metrics``) before and after, CA RMSD
-   moved, steps, rounds, time, and optionally trajectory frames.
+   moved, steps, rounds (with a log of each), time, and optionally trajectory frames.
 
 Command line: ``foldlite refine IN.pdb -o OUT.pdb [--restraint-weight W] [--max-steps N]
 [--keep-sidechains | --no-keep-sidechains] [--plddt-from-bfactors] [--report REPORT.json]``.
@@ -56,11 +67,13 @@ from foldlite import constants as rc
 from foldlite.errors import ConfigError, InputError
 from foldlite.physics import energy as E
 from foldlite.physics.minimize import MinSettings, run_minimizer
-from foldlite.physics.neighbors import estimate_capacities
+from foldlite.physics.neighbors import (DEFAULT_CAPACITIES, capacity_level,
+                                       estimate_capacities)
 from foldlite.physics.sidechains import (SIDECHAIN_MASK37, PackConfig, check_backbone,
                                          incomplete_sidechains, pack_sidechains)
 from foldlite.physics.topology import build_topology
-from foldlite.physics.validation import evaluate, metrics_from_values, violating_atoms
+from foldlite.physics.validation import (clashing_atoms, evaluate, metrics_from_values,
+                                         violating_atoms)
 
 _CA = rc.atom_order["CA"]
 
@@ -96,6 +109,23 @@ class RefineConfig:
       clash_ramp: repulsion scales of extra rounds run first on a collapsed start (AlphaFold2
         clash violations on more than ``CROWDED_CLASH_FRACTION`` of the atoms), before the
         ``max_rounds`` rounds at full strength; () turns the ramp off.
+      clash_ramp_steps: step budget of each softened (``clash_ramp``) round, at most
+        ``max_steps``; 0 = ``max_steps``.
+        The softened rounds only untangle a collapsed start for the full-strength rounds, and
+        most of that happens in their first ~200 steps.
+      check_every: steps between checks of a round's progress (violations, clashes, energy),
+        and of the neighbour-list capacities while they are above the defaults (crowded
+        structures: the lists shrink as the structure opens up). The optimiser carries its
+        state across checks. 0 = no checks (each round runs until it converges or
+        ``max_steps``; crowded lists are then re-sized every ``CROWDED_CHUNK`` steps).
+      settle_tol: a full-strength round also ends at a check once the total energy fell by less
+        than this fraction since the previous check (a convergence tolerance per
+        ``check_every`` steps, looser than ``energy_tol`` per step; perturbed crystal structures
+        converge by ``grad_tol`` before it triggers); 0 = only the optimiser's own rule.
+      release_clashes: after a full-strength round, release the restraints of residues in
+        clashes as well as of those with violations (a clash that outlives a round is held
+        there by the restraints: the start itself clashes); False = violations only, as
+        AlphaFold2's relax.
       pad_shapes: pad arrays to sizes fixed by the atom bucket (shared compiled programs);
         False uses exact sizes (a compile per protein; for tests and debugging).
     """
@@ -118,7 +148,11 @@ class RefineConfig:
     pack: PackConfig = PackConfig()
     trajectory_every: int = 10
     pad_shapes: bool = True
-    clash_ramp: tuple[float, ...] = (0.03, 0.3)
+    clash_ramp: tuple[float, ...] = (0.1,)
+    clash_ramp_steps: int = 200
+    check_every: int = 50
+    settle_tol: float = 0.01
+    release_clashes: bool = True
 
     def __post_init__(self) -> None:
         if self.max_steps < 0 or self.max_rounds < 1:
@@ -132,6 +166,10 @@ class RefineConfig:
             raise ConfigError("refine: clash_ramp values must lie in (0, 1]")
         if self.trajectory_every < 1:
             raise ConfigError("refine: trajectory_every must be at least 1")
+        if self.clash_ramp_steps < 0 or self.check_every < 0:
+            raise ConfigError("refine: clash_ramp_steps and check_every must be >= 0")
+        if not 0.0 <= self.settle_tol < 1.0:
+            raise ConfigError("refine: settle_tol must lie in [0, 1)")
 
 
 @dataclasses.dataclass
@@ -150,6 +188,10 @@ class RefineReport:
       neighbour lists hit ``neighbors.MAX_CAPACITIES`` and some atom pairs were left out of the
       minimisation; the "after" figures are then lower bounds on the problems left.
     collapsed_start: the start counted as collapsed and got the ``clash_ramp`` rounds.
+    round_log: one dict per round: repulsion_scale, steps, time_s, end ("converged": the
+      optimiser's stopping rule, "settled": clean and the energy change below ``settle_tol``,
+      "step budget": ``max_steps`` or ``clash_ramp_steps`` used up), and the violations,
+      clashes and total energy (with that round's restraints) at its end.
     trajectory: optional [F, L, 37, 3] frames of the minimisation (None unless recorded).
     """
 
@@ -169,6 +211,7 @@ class RefineReport:
     timings: dict
     pair_list_truncated: bool = False
     collapsed_start: bool = False
+    round_log: list = dataclasses.field(default_factory=list)
     trajectory: np.ndarray | None = None
 
     @property
@@ -237,39 +280,102 @@ def _residue_weights(protein, plddt, config: RefineConfig) -> np.ndarray:
 #: A start with AlphaFold2 clash violations (overlap > 1.5 A) on more than this fraction of its
 #: atoms counts as collapsed and gets the ``clash_ramp`` rounds first.
 CROWDED_CLASH_FRACTION = 0.1
-#: Steps between re-estimates of the neighbour-list capacities while the structure is so
-#: crowded that its pair lists are truncated (see ``_minimize_round``).
+#: Steps between re-estimates of the neighbour-list capacities of a crowded structure when
+#: ``RefineConfig.check_every`` is 0 (see ``_minimize_round``).
 CROWDED_CHUNK = 100
 
 
-def _minimize_round(x, topo_j, topo_np, settings: MinSettings, cutoff: float):
+def _minimize_round(x, topo_j, topo_np, settings: MinSettings, cutoff: float, *,
+                    check_every: int = 0, settled=None):
     """One minimisation round of up to ``settings.max_steps`` steps from ``x`` [A,3].
 
     Neighbour-list capacities come from the current coordinates (``estimate_capacities``: the
-    bucket's defaults for a folded protein, so no new compile). An overcrowded structure (lists
-    beyond ``neighbors.MAX_CAPACITIES``, e.g. a collapsed model) is minimised with truncated
-    lists in chunks of ``CROWDED_CHUNK`` steps, re-estimating after each: as soon as the lists
-    fit, the rest of the round runs with complete lists.
+    bucket's defaults for a folded protein, so no new compile). While they are above the
+    defaults (a crowded structure, e.g. a collapsed model) they are re-estimated every
+    ``check_every`` steps (``CROWDED_CHUNK`` when 0), and the round goes on with smaller lists
+    once the structure has opened up enough for a set at least two steps down the ladder, or
+    for the defaults (each switch restarts the optimiser and needs the program of that set: in
+    a new process about a second to trace and load, even from the persistent cache, so the
+    walk down skips sets). An overcrowded structure (lists beyond
+    ``neighbors.MAX_CAPACITIES``) is minimised with truncated lists until they fit.
+    ``settled(x, energy) -> bool`` is asked every ``check_every`` steps with the positions and
+    the minimised energy (the optimiser carries its state across) and ends the round when
+    True.
 
-    Returns (x, steps, converged, ended with truncated lists, trajectory frames or None).
+    Returns (x, steps, how it ended: "converged" | "settled" | "step budget", ended with
+    truncated lists, trajectory frames or None, neighbour-list builds).
     """
     total = settings.max_steps
-    steps, frames = 0, []
-    while True:
+    steps, frames, builds = 0, [], 0
+    end = "step budget"
+    while steps < total:
         caps, truncated = estimate_capacities(np.asarray(x), topo_np.atom_mask, cutoff,
                                               topo_np.exclusions)
-        chunk = min(CROWDED_CHUNK, total - steps) if truncated else total - steps
+        crowded = truncated or caps != DEFAULT_CAPACITIES
+        flags = {}
+
+        def should_stop(xx, n, energy, _caps=caps, _truncated=truncated):
+            if settled is not None and settled(xx, energy):
+                flags["settled"] = True
+                return True
+            if _truncated or _caps != DEFAULT_CAPACITIES:
+                now, still = estimate_capacities(np.asarray(xx), topo_np.atom_mask, cutoff,
+                                                 topo_np.exclusions)
+                level, was = capacity_level(now), capacity_level(_caps)
+                if (_truncated and not still) or level <= max(was - 2, 0) or (
+                        level == 0 and was > 0):
+                    return True  # much smaller lists fit now: go on with them
+            return False
+
+        every = check_every if check_every else (CROWDED_CHUNK if crowded else 0)
+        use_check = settled is not None or crowded
         res, used = run_minimizer(x, topo_j, None, dataclasses.replace(
-            settings, max_steps=chunk, tolerate_overflow=truncated, **caps))
+            settings, max_steps=total - steps, tolerate_overflow=truncated, **caps),
+            check_every=every if use_check else 0,
+            should_stop=should_stop if (use_check and every) else None)
         x = res.positions
         steps += int(res.steps)
+        builds += res.builds
         if res.frames is not None:
             frames.append(res.frames if not frames else res.frames[1:])
         truncated = used.tolerate_overflow and bool(res.overflow)
-        if not truncated or steps >= total or bool(res.converged):
+        if flags.get("settled"):
+            end = "settled"
+            break
+        if bool(res.converged):
+            end = "converged"
+            break
+        if not res.stopped:
             break
     trajectory = np.concatenate(frames) if frames else None
-    return x, steps, bool(res.converged), truncated, trajectory
+    return x, steps, end, truncated, trajectory, builds
+
+
+def _settled_check(tol: float, problems):
+    """The early stop of a full-strength round: a callable ``(x, energy) -> bool``, True once
+    the minimised energy fell by less than ``tol`` (relative) since the previous check (never
+    at the first) and ``x`` has no violations: the round has converged to ``tol`` (a round with
+    violations left goes on to the optimiser's own rule or its step budget, as AlphaFold2's
+    relax, before their restraints are released). In the rounds after restraints were
+    released also True as soon as ``x`` has no violations and no clashes: the released residues
+    have done what they were released for, and would only drift away from the start.
+
+    ``problems(x) -> (violations, clashes)``, asked only when the energy criterion is met or in
+    the rounds after a release (``problems.released``).
+    """
+    last = [math.inf]
+
+    def settled(x, energy: float) -> bool:
+        drop = (last[0] - energy) / max(abs(energy), 1.0)
+        last[0] = energy
+        if drop >= tol and not problems.released:
+            return False
+        violations, clashes = problems(x)
+        if violations:
+            return False
+        return drop < tol or clashes == 0
+
+    return settled
 
 
 def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
@@ -376,32 +482,58 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
     truncated = False
     frames = []
     topo_round = topo_j
+    released = False  # restraints released after a round
     # A collapsed start (many atoms on top of each other) first gets rounds with a softened
     # repulsion, so that the chain can untangle while its bonded geometry forms.
     crowded = metrics_before["clash_violations"] > CROWDED_CLASH_FRACTION * layout.num_atoms
-    scales = (tuple(config.clash_ramp) if crowded else ()) + (1.0,) * config.max_rounds
+    ramp = tuple(config.clash_ramp) if crowded else ()
+    scales = ramp + (1.0,) * config.max_rounds
+    round_log = []
     for rounds, scale in enumerate(scales, start=1):
         if config.max_steps == 0:
             rounds = 0
             break
-        x, n, converged, truncated, round_frames = _minimize_round(
-            x, topo_round, topo, dataclasses.replace(settings, repulsion_scale=scale),
-            _list_cutoff(config))
+        t_round = time.perf_counter()
+        budget = config.max_steps
+        if scale < 1.0 and config.clash_ramp_steps:
+            budget = min(config.clash_ramp_steps, config.max_steps)
+        settled = None
+        if scale == 1.0 and config.settle_tol > 0 and config.check_every > 0:
+            def problems(xx, _topo=topo_round):
+                m = metrics_from_values(evaluate_at(xx, _topo)[1], layout.num_atoms)
+                return m["violations"], m["clashes"]
+            problems.released = released
+            settled = _settled_check(config.settle_tol, problems)
+        x, n, end, truncated, round_frames, builds = _minimize_round(
+            x, topo_round, topo, dataclasses.replace(settings, repulsion_scale=scale,
+                                                     max_steps=budget),
+            _list_cutoff(config), check_every=config.check_every, settled=settled)
         steps += n
+        converged = end != "step budget"
         if record_trajectory and round_frames is not None:
             frames.append(round_frames if not frames else round_frames[1:])
+        energy_now, values = evaluate_at(x, topo_round)
+        m = metrics_from_values(values, layout.num_atoms)
+        round_log.append({"repulsion_scale": float(scale), "steps": int(n), "end": end,
+                          "time_s": time.perf_counter() - t_round, "list_builds": int(builds),
+                          "violations": m["violations"], "clashes": m["clashes"],
+                          "energy": energy_now["total"]})
         if rounds == len(scales):
             break
-        _, values = evaluate_at(x, topo_round)
+        if scale < 1.0:
+            continue  # a softened round leaves overlaps by design: no restraint is released
         bad = violating_atoms(values, topo_round)
-        if not bad.any() and scale == 1.0:
+        if config.release_clashes:
+            bad |= clashing_atoms(values, topo_round)
+        if not bad.any():
             break
-        # Release the restraints of residues with violations and go again.
+        # Release the restraints of residues with violations (and clashes) and go again.
         bad_res = np.zeros(layout.length, bool)
         bad_res[layout.res[bad[: layout.num_atoms]]] = True
         rw_atoms = np.array(topo_round.restraint_weight)
         rw_atoms[: layout.num_atoms][bad_res[layout.res]] = 0.0
         topo_round = topo_round.replace(restraint_weight=jnp.asarray(rw_atoms))
+        released = True
     jax.block_until_ready(x)
     timings["minimize"] = time.perf_counter() - t
 
@@ -440,7 +572,7 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
         num_atoms=int(layout.num_atoms), rebuilt_sidechains=int(rebuilt_all.sum()),
         nonstandard_residues=nonstandard, timings=timings,
         pair_list_truncated=bool(truncated or metrics_after["pair_list_truncated"]),
-        collapsed_start=bool(crowded),
+        collapsed_start=bool(crowded), round_log=round_log,
         trajectory=trajectory)
     return (out_chains if many else out_chains[0]), report
 

@@ -38,16 +38,15 @@ CLASH_OVERLAP = 0.4
 _LIST_CUTOFF = 3.7  # > largest van der Waals contact (S-S 3.6 A)
 
 
-@partial(jax.jit, static_argnames=("weights", "per_atom", "row_capacity", "cell_capacity"))
-def _evaluate(x, topo, weights: E.EnergyWeights, *, per_atom: int, row_capacity: int,
-              cell_capacity: int):
+@partial(jax.jit, static_argnames=("weights", "per_atom", "candidates_per_atom"))
+def _evaluate(x, topo, weights: E.EnergyWeights, *, per_atom: int, candidates_per_atom: int):
     """Energy terms and per-item validation values, with one neighbour list."""
     cutoff = _LIST_CUTOFF + (weights.attraction_width if weights.attraction else 0.0)
     if weights.hbond:
         cutoff = max(cutoff, 2.9 + 4 * 0.3)
     nl = build_neighbor_list(x, topo.atom_mask, topo.exclusions, topo.one_five,
                              cutoff=cutoff, capacity=per_atom * x.shape[0],
-                             row_capacity=row_capacity, cell_capacity=cell_capacity)
+                             candidate_capacity=candidates_per_atom * x.shape[0])
     terms = E.energy_terms(x, topo, nl, weights)
     bz = (E.bond_lengths(x, topo.bonds) - topo.bond_ideal) / topo.bond_sd
     az = (E.bond_angles(x, topo.angles) - topo.angle_ideal) / topo.angle_sd
@@ -86,8 +85,7 @@ def evaluate(x, topo, weights: E.EnergyWeights = E.EnergyWeights(),
     while True:
         terms, values, overflow = _evaluate(jnp.asarray(x, jnp.float32), topo, weights,
                                         per_atom=caps["pairs_per_atom"],
-                                        row_capacity=caps["row_capacity"],
-                                        cell_capacity=caps["cell_capacity"])
+                                        candidates_per_atom=caps["candidates_per_atom"])
         grown = grow_capacities(caps) if bool(overflow) else None
         if grown is None:
             break
@@ -168,4 +166,13 @@ def violating_atoms(values: dict, topo) -> np.ndarray:
     angles = np.asarray(topo.angles)[np.asarray(topo.angle_mask) > 0]
     flag[angles[np.abs(v["angle_z"]) > VIOLATION_SD].ravel()] = True
     flag[v["pairs"][v["plain_overlap"] > VIOLATION_CLASH].ravel()] = True
+    return flag & (np.asarray(topo.atom_mask) > 0)
+
+
+def clashing_atoms(values: dict, topo) -> np.ndarray:
+    """bool [A]: atoms in a clash (overlap beyond ``CLASH_OVERLAP``, with the 1-5 and
+    hydrogen-bond corrections of the clash count), from ``evaluate``'s per-item values."""
+    a = np.asarray(topo.atom_mask).shape[0]
+    flag = np.zeros(a, bool)
+    flag[values["pairs"][values["overlap"] > CLASH_OVERLAP].ravel()] = True
     return flag & (np.asarray(topo.atom_mask) > 0)
