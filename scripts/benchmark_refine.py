@@ -30,15 +30,21 @@ method; OpenMM's figure is printed alongside.
    A and B, placed side by side with a numbering gap), time per atom (compiled), cold and
    cached; then a second, different chain (another offset, a few residues shorter) of the same
    atom bucket, refined right after: it should need no compilation at all.
+5. **Predictions** (``--extra``): structures refined as given (e.g. a network's unrefined
+   models, pLDDT read from the B-factors), with each round's repulsion scale, steps, end and
+   the violations and clashes left (``RefineReport.round_log``).
 
 The machine is shared: rerun for stable timings; ``--repeat`` takes the best of N compiled runs.
 OpenMM is optional (``pip install openmm``, extra ``bench``); without it those columns are
 skipped. Persistent compilation caches live in temporary folders, removed at the end.
 
+``--set KEY=VALUE`` overrides a ``RefineConfig`` field for every refinement (e.g.
+``--set settle_tol=0`` for the optimiser's own stopping rule only, ``--set clash_ramp=[0.03,0.3]``).
+
 Usage:
   python scripts/benchmark_refine.py [--noise 0.3] [--seed 0] [--no-openmm]
       [--sizes 100,250,500,750,1000] [--openmm-max-residues 600] [--only 1A8O,2GTL_A]
-      [--extra model.pdb ...] [--json out.json]
+      [--extra model.pdb ...] [--set KEY=VALUE ...] [--json out.json]
 """
 
 from __future__ import annotations
@@ -344,6 +350,8 @@ def main(argv=None) -> int:
     ap.add_argument("--extra", nargs="*", default=[],
                     help="more structures to refine as they are (e.g. model predictions; "
                          "pLDDT read from the B-factors when they look like one)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a RefineConfig field (repeatable)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     try:
@@ -354,8 +362,10 @@ def main(argv=None) -> int:
 
 
 def _main(args) -> int:
+    from foldlite.config import apply_overrides, from_dict
+
     use_openmm = have_openmm() and not args.no_openmm
-    config = RefineConfig()
+    config = from_dict(RefineConfig, apply_overrides({}, args.set), where="--set")
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} CPUs; OpenMM: "
           f"{'yes' if use_openmm else 'no'}")
     print(f"noise: Gaussian, sigma {args.noise} A on each coordinate of every heavy atom (RMS "
@@ -364,8 +374,10 @@ def _main(args) -> int:
     if use_openmm:
         import openmm
         print(f"OpenMM {openmm.__version__}, CPU platform, {args.openmm_threads} threads")
+    if args.set:
+        print(f"RefineConfig overrides: {', '.join(args.set)}")
     results = {"noise_sigma_per_coordinate": args.noise, "seed": args.seed, "structures": [],
-               "scaling": []}
+               "scaling": [], "config_overrides": list(args.set)}
 
     print("\n== Quality and speed on perturbed real structures ==")
     names = set(args.only.split(",")) if args.only else None
@@ -446,10 +458,15 @@ def _main(args) -> int:
                     "omega_max_dev_deg", "wrong_chirality"):
             print(f"  {key:18s} {mb[key]:10.3g} -> {ma[key]:.3g}")
         print(f"  CA RMSD moved {rep.ca_rmsd:.3f} A")
+        _, rep, warm, n_warm = timed(p, config, plddt)
+        print(f"  again (compiled): {warm:.2f} s ({n_warm} compiles); rounds (repulsion scale: "
+              f"steps, end, time, violations/clashes left): " + "; ".join(
+                  f"{r['repulsion_scale']:g}: {r['steps']}, {r['end']}, {r['time_s']:.2f} s, "
+                  f"{r['violations']}/{r['clashes']}" for r in rep.round_log))
         results.setdefault("extra", []).append(
             {"path": str(path), "before": mb, "after": ma, "ca_rmsd_moved": rep.ca_rmsd,
-             "cold_s": cold, "cold_compiles": n_cold, "steps": rep.steps,
-             "collapsed_start": rep.collapsed_start})
+             "cold_s": cold, "cold_compiles": n_cold, "compiled_s": warm, "steps": rep.steps,
+             "collapsed_start": rep.collapsed_start, "round_log": rep.round_log})
 
     print("\n== Scaling (synthetic chains from real 7ok9 fragments) ==")
     d = tmtools_data()

@@ -20,10 +20,11 @@ refined ``Protein`` and a ``RefineReport``. The steps:
    cache, so a second process does not compile either.
 4. **Minimise** (``minimize.run_minimizer``): L-BFGS (or Adam) in one jitted loop, in rounds.
    A round ends when the optimiser converges (gradient RMS below ``grad_tol`` or energy change
-   below ``energy_tol`` per step), or, checked every ``check_every`` steps, when the energy fell
-   by less than ``settle_tol`` since the previous check (a convergence tolerance: perturbed
-   crystal structures converge by ``grad_tol`` first; predictions that clash relax slowly for
-   hundreds of steps more with little left to gain), or after ``max_steps``. As in
+   below ``energy_tol`` per step), or, checked every ``check_every`` steps, when no violations
+   are left and the energy fell by less than ``settle_tol`` since the previous check (a
+   convergence tolerance: perturbed crystal structures converge by ``grad_tol`` first;
+   predictions that clash relax slowly for hundreds of steps more with little left to gain;
+   a round after a release ends as soon as it is clean), or after ``max_steps``. As in
    AlphaFold2's relax, when violations (and, with ``release_clashes``, clashes) remain, the
    restraints of those residues are released and the minimisation is repeated (at most
    ``max_rounds`` rounds). A collapsed start (AlphaFold2 clash violations on more than 10% of
@@ -118,10 +119,12 @@ class RefineConfig:
         structures: the lists shrink as the structure opens up). The optimiser carries its
         state across checks. 0 = no checks (each round runs until it converges or
         ``max_steps``; crowded lists are then re-sized every ``CROWDED_CHUNK`` steps).
-      settle_tol: a full-strength round also ends at a check once the total energy fell by less
-        than this fraction since the previous check (a convergence tolerance per
-        ``check_every`` steps, looser than ``energy_tol`` per step; perturbed crystal structures
-        converge by ``grad_tol`` before it triggers); 0 = only the optimiser's own rule.
+      settle_tol: a full-strength round also ends at a check once no violations are left and
+        the total energy fell by less than this fraction since the previous check (a
+        convergence tolerance per ``check_every`` steps, looser than ``energy_tol`` per step;
+        perturbed crystal structures converge by ``grad_tol`` before it triggers); a round
+        after a release also ends as soon as no violations and no clashes are left. 0 = only
+        the optimiser's own rule.
       release_clashes: after a full-strength round, release the restraints of residues in
         clashes as well as of those with violations (a clash that outlives a round is held
         there by the restraints: the start itself clashes); False = violations only, as
