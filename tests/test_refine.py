@@ -331,15 +331,20 @@ def test_padding_changes_nothing(native):
 # Collapsed input (an untrained model's prediction): bounded work, honest report
 # ---------------------------------------------------------------------------------------------
 
+
+def _collapsed(native):
+    """``native`` shrunk 5x about its centre: a collapsed start full of clashes."""
+    m = native.atom_mask > 0
+    centre = native.atom_positions[m].mean(0)
+    return native.replace(atom_positions=(
+        (native.atom_positions - centre) * 0.2 + centre) * native.atom_mask[..., None])
+
 def test_collapsed_input_terminates_and_reports_honestly(native):
     import jax
     from foldlite.physics.topology import build_topology
     from foldlite.physics.validation import geometry_metrics
 
-    m = native.atom_mask > 0
-    centre = native.atom_positions[m].mean(0)
-    collapsed = native.replace(atom_positions=(
-        (native.atom_positions - centre) * 0.2 + centre) * native.atom_mask[..., None])
+    collapsed = _collapsed(native)
     cfg = RefineConfig(max_steps=100)
     out, report = refine(collapsed, config=cfg)
     mb, ma = report.metrics_before, report.metrics_after
@@ -374,10 +379,7 @@ def test_settled_rounds_and_released_clashes_on_a_collapsed_start(native):
     """The convergence tolerance per check ends full-strength rounds early (fewer steps, the
     same violations), and releasing the restraints of clashing residues removes clashes that
     the restraints to a collapsed start would otherwise hold in place."""
-    m = native.atom_mask > 0
-    centre = native.atom_positions[m].mean(0)
-    collapsed = native.replace(atom_positions=(
-        (native.atom_positions - centre) * 0.2 + centre) * native.atom_mask[..., None])
+    collapsed = _collapsed(native)
     cfg = RefineConfig(max_steps=400)
     _, settled = refine(collapsed, config=cfg)
     _, full = refine(collapsed, config=dataclasses.replace(cfg, settle_tol=0.0))
