@@ -121,8 +121,9 @@ class Model:
                 "sha256": self.sha256, "meta": self.meta}
 
     def _infer_fn(self, sample: bool) -> Callable:
-        import jax
-
+        """The network's inference program (a ``cache.PersistentJit``: a later process loads
+        the traced program instead of tracing the network again)."""
+        from foldlite.cache import PersistentJit
         from foldlite.model.heads import pae_from_logits, plddt_from_logits, ptm_from_logits
 
         transformed = self._transformed
@@ -136,7 +137,8 @@ class Model:
                 "pae": pae_from_logits(out.pae_logits),
                 "ptm": ptm_from_logits(out.pae_logits, features.mask),
             }
-        return jax.jit(infer)
+        # The trace depends on the model config and on dropout, which the closure holds.
+        return PersistentJit(infer, "model.infer", key=repr((self.config, bool(sample))))
 
     def compile(self, features: Any, sample: bool = False) -> tuple[Callable, float]:
         """The executable for ``features``' padded length ``N`` (the number of recycles is a
@@ -154,7 +156,10 @@ class Model:
         t0 = time.perf_counter()
         rng = jax.device_put(jax.random.PRNGKey(0), self.device)
         feats = jax.device_put(features, self.device)
-        fn = self._infer_fn(sample).lower(self.params, rng, feats, jnp.int32(0)).compile()
+        prog = self._infer_fn(sample)
+        fn = prog.compiled(self.params, rng, feats, jnp.int32(0))
+        if fn is prog._jit:  # caches off: compile ahead of time as before
+            fn = fn.lower(self.params, rng, feats, jnp.int32(0)).compile()
         self.compiled[key] = fn
         return fn, time.perf_counter() - t0
 

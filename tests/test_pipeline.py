@@ -292,8 +292,13 @@ def test_python_dash_m_and_persistent_compilation_cache(weights, tmp_path):
     assert r.stdout == "" and r.stderr.strip() == ""  # --quiet
     entries = set(os.listdir(cache))
     assert entries
+    programs = cache.parent / "programs"
+    traced = {p.name: p.stat().st_mtime_ns for p in programs.iterdir()}
+    assert any(name.startswith("model.infer-") for name in traced)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
     assert set(os.listdir(cache)) == entries  # every executable came from the cache
+    # ... and every traced program from the program cache (read, not traced and written again)
+    assert {p.name: p.stat().st_mtime_ns for p in programs.iterdir()} == traced
     scores = json.loads((tmp_path / "o" / "query" / "scores.json").read_text())
     assert scores["sequence"] == TRPCAGE[:14]

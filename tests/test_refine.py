@@ -68,6 +68,7 @@ def test_refinement_meets_the_geometry_goals(native, refined):
     # A perturbed crystal structure converges by the optimiser's own rule in one round (the
     # looser per-check tolerance, settle_tol, is for slowly relaxing predictions).
     assert [r["end"] for r in report.round_log] == ["converged"]
+    assert not report.collapsed_start and report.restraint_weight == CONFIG.restraint_weight
     d = json.loads(json.dumps(report.to_dict()))
     assert d["violations_after"] == 0 and d["trajectory_frames"] == 0
     assert set(d["energy_after"]) >= {"bond", "angle", "omega", "chirality", "repulsion",
@@ -349,6 +350,7 @@ def test_collapsed_input_terminates_and_reports_honestly(native):
     out, report = refine(collapsed, config=cfg)
     mb, ma = report.metrics_before, report.metrics_after
     assert report.collapsed_start and mb["clash_violations"] > 0.1 * report.num_atoms
+    assert report.restraint_weight == cfg.collapsed_restraint_weight < cfg.restraint_weight
     # Bounded: the softened-repulsion rounds come first, then at most max_rounds rounds.
     assert report.rounds <= cfg.max_rounds + len(cfg.clash_ramp)
     assert report.steps <= report.rounds * cfg.max_steps
@@ -396,7 +398,7 @@ def test_new_refine_options_are_validated():
     from foldlite.errors import ConfigError
 
     for bad in ({"clash_ramp_steps": -1}, {"check_every": -1}, {"settle_tol": 1.0},
-                {"settle_tol": -0.1}):
+                {"settle_tol": -0.1}, {"collapsed_restraint_weight": -1.0}):
         with pytest.raises(ConfigError):
             RefineConfig(**bad)
 

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from foldlite.cache import persistent_jit
 from foldlite.geometry import torsions as tors
 from foldlite.physics import energy as E
 from foldlite.physics.neighbors import (NeighborList, build_neighbor_list, grow_capacities,
@@ -203,7 +204,12 @@ def _positions_chi(params, system):
     return chi_positions(params, system)
 
 
-@partial(jax.jit, static_argnames=("s",))
+def _loop_out_tree(state, topo, system, limits):
+    """Treedef of ``_minimize``'s output: (the state it was given, steps)."""
+    return jax.tree_util.tree_structure((state, jnp.int32(0)))
+
+
+@persistent_jit(static_argnames=("s",), out_tree=_loop_out_tree)
 def _minimize(state: LoopState, topo, system, limits: _Limits, s: MinSettings
               ) -> tuple[LoopState, jax.Array]:
     """Up to ``limits.max_steps`` optimiser steps from ``state``: (new state, steps taken)."""

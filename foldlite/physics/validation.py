@@ -20,12 +20,11 @@ Definitions (heavy atoms; z = (value - ideal) / sd with the ideal values of
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from foldlite.cache import persistent_jit
 from foldlite.physics import energy as E
 from foldlite.physics.neighbors import (DEFAULT_CAPACITIES, build_neighbor_list,
                                        grow_capacities)
@@ -38,7 +37,7 @@ CLASH_OVERLAP = 0.4
 _LIST_CUTOFF = 3.7  # > largest van der Waals contact (S-S 3.6 A)
 
 
-@partial(jax.jit, static_argnames=("weights", "per_atom", "candidates_per_atom"))
+@persistent_jit(static_argnames=("weights", "per_atom", "candidates_per_atom"))
 def _evaluate(x, topo, weights: E.EnergyWeights, *, per_atom: int, candidates_per_atom: int):
     """Energy terms and per-item validation values, with one neighbour list."""
     cutoff = _LIST_CUTOFF + (weights.attraction_width if weights.attraction else 0.0)
