@@ -195,7 +195,7 @@ class PersistentJit:
         import jax
 
         _, dynamic = self._split(args, kwargs)
-        out = prog.call(*jax.tree_util.tree_leaves(dynamic))
+        out = prog.call(*(_conform(x) for x in jax.tree_util.tree_leaves(dynamic)))
         if prog.out_tree is not None:
             out = jax.tree_util.tree_unflatten(prog.out_tree, out)
         return out
@@ -244,6 +244,7 @@ class PersistentJit:
                 pass  # a read-only cache: the program still runs, it is traced next time too
             self.exported += 1
         # Compiled here, for these arguments' devices (an XLA cache hit after the first time).
+        leaves = [_conform(x) for x in leaves]
         return _Program(call=jax.jit(exp.call).lower(*leaves).compile(), out_tree=out_tree)
 
 
@@ -253,6 +254,18 @@ def _spec(x):
 
     dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
     return jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.canonicalize_dtype(dtype))
+
+
+def _conform(x):
+    """``x`` as a strongly typed array of its canonical dtype (what the compiled program takes:
+    Python scalars, numpy arrays and weakly typed arrays otherwise differ from its types)."""
+    import jax
+    import jax.numpy as jnp
+
+    if isinstance(x, jax.Array) and not x.weak_type:
+        return x
+    spec = _spec(x)
+    return jnp.asarray(x, dtype=spec.dtype)
 
 
 def _platform(leaves) -> str:

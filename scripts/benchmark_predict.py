@@ -7,7 +7,10 @@ record end to end twice with ``predict_batch`` -- parse, features, model, refine
 * ``first``: the first run in a fresh process. The executable comes from JAX's persistent
   compilation cache when an earlier run filled it (run the script twice to see that case), else
   it is compiled;
-* ``warm``: the same record again in the same process (compiled code in memory).
+* ``warm``: the same record again in the same process (compiled code in memory);
+* ``cli`` (with ``--cli`` and ``--weights``): ``python -m foldlite predict`` of the sequence in
+  a new process once the runs above have filled the caches: the wall time a user sees, with
+  Python's and the libraries' imports.
 
 Printed per length: padded length (bucket), compile time of the first run, warm stage times
 (features, model, refine, outputs), warm and first end-to-end times, and the peak resident
@@ -128,6 +131,26 @@ def run_length(n: int, args: argparse.Namespace) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+def run_cli(n: int, args: argparse.Namespace) -> float | None:
+    """Wall time of one ``python -m foldlite predict`` of an ``n``-residue sequence in a new
+    process (imports, weights, cached programs, prediction, refinement, outputs), or None when
+    it fails."""
+    work = Path(tempfile.mkdtemp(prefix="foldlite-bench-cli-"))
+    cmd = [sys.executable, "-m", "foldlite", "predict", sequence_of_length(n), "-o",
+           str(work / "out"), "--quiet"]
+    for flag, value in (("--weights", args.weights), ("--device", args.device),
+                        ("--chunk-size", args.chunk_size), ("--num-recycles", args.num_recycles),
+                        ("--refine-steps", args.refine_steps)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    if args.refine == "off":
+        cmd.append("--no-refine")
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    wall = time.perf_counter() - t
+    return wall if r.returncode == 0 else None
+
+
 def _fmt(v, f="{:.2f}") -> str:
     return "-" if v is None else f.format(v)
 
@@ -145,6 +168,9 @@ def main() -> None:
                    help="refinement stage (auto: on with --weights, off with random weights)")
     p.add_argument("--repeat-cached", action="store_true",
                    help="run every length twice; report the second (persistent cache filled)")
+    p.add_argument("--cli", action="store_true",
+                   help="also time `python -m foldlite predict` in a new process after the "
+                        "in-process runs (caches filled): the wall time a user sees (cli_s)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per length")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
@@ -162,7 +188,7 @@ def main() -> None:
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, python {platform.python_version()}")
     header = ("length", "padded", "compile1", "features", "model", "refine", "outputs",
-              "e2e_warm", "e2e_first", "peak_MiB", "peak_dev_MiB")
+              "e2e_warm", "e2e_first", "cli_s", "peak_MiB", "peak_dev_MiB")
     print("\t".join(header))
     results = []
     for n in args.lengths:
@@ -173,11 +199,17 @@ def main() -> None:
         if "error" in r:
             print(f"{n}\terror: {r['error']}")
             continue
+        if args.cli:
+            if args.weights is None:
+                r["cli_s"] = None  # the command needs a weights file; random ones are not kept
+            else:
+                r["cli_s"] = run_cli(n, args)
         w = r["warm"]
         print("\t".join([str(n), str(r["padded"]), _fmt(r["first_compile_s"]),
                          _fmt(w.get("features"), "{:.4f}"), _fmt(w.get("model")),
                          _fmt(w.get("refine")), _fmt(w.get("outputs")), _fmt(r["warm_e2e_s"]),
-                         _fmt(r["first_e2e_s"]), _fmt(r["peak_rss_mib"], "{:.0f}"),
+                         _fmt(r["first_e2e_s"]), _fmt(r.get("cli_s")),
+                         _fmt(r["peak_rss_mib"], "{:.0f}"),
                          _fmt(r.get("peak_device_mib"), "{:.0f}")]), flush=True)
     refined = [r for r in results if r.get("refinement")]
     if refined:

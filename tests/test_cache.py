@@ -124,3 +124,17 @@ def test_caches_off_or_under_a_transformation_is_plain_jit(tmp_path, monkeypatch
     np.testing.assert_allclose(g, np.full(4, 0.25))
     v = jax.vmap(lambda x: prog(x, shift=0.0)["mean"])(jnp.ones((3, 2)))
     assert v.shape == (3,) and prog.exported == 0
+
+
+def test_python_scalars_numpy_and_weak_types_are_accepted(programs):
+    def affine(x, a, b):
+        return {"y": x * a + b}
+
+    prog = cache.PersistentJit(affine, "test.affine")
+    x = np.arange(3, dtype=np.float64)  # numpy float64: float32 in the program (x64 off)
+    out = prog(x, 2.0, jnp.float32(1.0))
+    np.testing.assert_allclose(out["y"], [1.0, 3.0, 5.0])
+    # The same program (same shapes and canonical dtypes) takes strong and weak types alike.
+    out = prog(jnp.asarray(x, jnp.float32), jnp.float32(2.0), 1.0)
+    np.testing.assert_allclose(out["y"], [1.0, 3.0, 5.0])
+    assert prog.exported == 1 and prog._cache_size() == 1
