@@ -27,3 +27,22 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} not present (it exists for developers and CI only)")
     return SHARED
+
+
+def perturbed_topology(n: int = 16, *, seed: int, sigma: float, restraint_weight: float = 5.0):
+    """The first ``n`` residues of tests/data/1A8O.pdb with Gaussian noise of ``sigma`` A on
+    every atom, as a physics ``Topology`` of jnp arrays (restraints to the noisy start) and its
+    layout: a small system for the energy and minimiser tests."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from foldlite.physics.topology import build_topology
+    from foldlite.protein import read_structure
+
+    p = read_structure(REPO / "tests/data/1A8O.pdb")
+    rng = np.random.default_rng(seed)
+    pos = p.atom_positions[:n] + rng.normal(0, sigma, (n, 37, 3)).astype(np.float32)
+    topo, layout = build_topology(p.aatype[:n], pos, p.atom_mask[:n], p.residue_index[:n],
+                                  restraint_weight=restraint_weight)
+    return jax.tree_util.tree_map(jnp.asarray, topo), layout

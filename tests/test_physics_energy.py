@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import perturbed_topology
 
 from foldlite.geometry.rigid import random_rigid
 from foldlite.physics import energy as E
@@ -149,15 +150,8 @@ def test_every_term_has_finite_gradients_even_when_degenerate():
 
 
 @pytest.fixture(scope="module")
-def small_system(repo_root):
-    p = read_structure(repo_root / "tests/data/1A8O.pdb")
-    n = 16
-    rng = np.random.default_rng(1)
-    pos = p.atom_positions[:n] + rng.normal(0, 0.1, (n, 37, 3)).astype(np.float32)
-    topo, layout = build_topology(p.aatype[:n], pos, p.atom_mask[:n], p.residue_index[:n],
-                                  restraint_weight=5.0)
-    topo = jax.tree_util.tree_map(jnp.asarray, topo)
-    return topo, layout
+def small_system():
+    return perturbed_topology(seed=1, sigma=0.1)
 
 
 _terms = jax.jit(E.energy_terms, static_argnames=("weights",))

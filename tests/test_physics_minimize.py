@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import perturbed_topology
 
 from foldlite.physics.minimize import MinSettings, minimize, run_minimizer
-from foldlite.physics.topology import build_topology
-from foldlite.protein import read_structure
 
 
 @pytest.fixture(scope="module")
-def system(repo_root):
-    p = read_structure(repo_root / "tests/data/1A8O.pdb")
-    n = 16
-    rng = np.random.default_rng(3)
-    pos = p.atom_positions[:n] + rng.normal(0, 0.3, (n, 37, 3)).astype(np.float32)
-    topo, layout = build_topology(p.aatype[:n], pos, p.atom_mask[:n], p.residue_index[:n],
-                                  restraint_weight=5.0)
-    topo = jax.tree_util.tree_map(jnp.asarray, topo)
+def system():
+    topo, _ = perturbed_topology(seed=3, sigma=0.3)
     # Tolerances off: every run takes exactly max_steps steps unless a check stops it.
     settings = MinSettings(max_steps=60, grad_tol=0.0, energy_tol=0.0)
     return topo, settings

@@ -73,8 +73,8 @@ from foldlite.physics.neighbors import (DEFAULT_CAPACITIES, capacity_level,
 from foldlite.physics.sidechains import (SIDECHAIN_MASK37, PackConfig, check_backbone,
                                          incomplete_sidechains, pack_sidechains)
 from foldlite.physics.topology import build_topology
-from foldlite.physics.validation import (clashing_atoms, evaluate, metrics_from_values,
-                                         violating_atoms)
+from foldlite.physics.validation import (clashing_atoms, evaluate, list_cutoff,
+                                         metrics_from_values, violating_atoms)
 
 _CA = rc.atom_order["CA"]
 
@@ -477,7 +477,8 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
     def evaluate_at(x, topo_now):
         # Neighbour-list capacities: the bucket's defaults for any folded protein (no new
         # compile); crowded inputs (e.g. collapsed models) get larger ones.
-        caps, _ = estimate_capacities(np.asarray(x), topo.atom_mask, 3.7, topo.exclusions)
+        caps, _ = estimate_capacities(np.asarray(x), topo.atom_mask, list_cutoff(weights),
+                                      topo.exclusions)
         return evaluate(x, topo_now, weights, caps)
 
     energy_before, values = evaluate_at(x0, topo_j)

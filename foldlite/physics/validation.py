@@ -20,7 +20,6 @@ Definitions (heavy atoms; z = (value - ideal) / sd with the ideal values of
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -37,12 +36,19 @@ CLASH_OVERLAP = 0.4
 _LIST_CUTOFF = 3.7  # > largest van der Waals contact (S-S 3.6 A)
 
 
-@persistent_jit(static_argnames=("weights", "per_atom", "candidates_per_atom"))
-def _evaluate(x, topo, weights: E.EnergyWeights, *, per_atom: int, candidates_per_atom: int):
-    """Energy terms and per-item validation values, with one neighbour list."""
+def list_cutoff(weights: E.EnergyWeights) -> float:
+    """Cutoff (A) of ``evaluate``'s neighbour list: the van der Waals contacts of the clash
+    count, and the attraction and hydrogen-bond terms when they are on (no skin)."""
     cutoff = _LIST_CUTOFF + (weights.attraction_width if weights.attraction else 0.0)
     if weights.hbond:
         cutoff = max(cutoff, 2.9 + 4 * 0.3)
+    return cutoff
+
+
+@persistent_jit(static_argnames=("weights", "per_atom", "candidates_per_atom"))
+def _evaluate(x, topo, weights: E.EnergyWeights, *, per_atom: int, candidates_per_atom: int):
+    """Energy terms and per-item validation values, with one neighbour list."""
+    cutoff = list_cutoff(weights)
     nl = build_neighbor_list(x, topo.atom_mask, topo.exclusions, topo.one_five,
                              cutoff=cutoff, capacity=per_atom * x.shape[0],
                              candidate_capacity=candidates_per_atom * x.shape[0])
