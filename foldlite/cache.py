@@ -12,7 +12,8 @@ anything (~1 s per program on a 2-core CPU). ``persistent_jit`` also keeps the t
 the first process exports it (``jax.export``, a versioned StableHLO serialisation, no pickle) to
 ``cache_dir()/programs``, later processes deserialise it and only compile it (an XLA cache hit).
 A program file is named by what shapes the trace: the function, its static arguments, the
-structure, shapes and dtypes of its array arguments, the platform, and a fingerprint of
+structure, shapes and dtypes of its array arguments, the platform, the JAX settings that change
+a trace (x64, default matmul precision, PRNG implementation), and a fingerprint of
 foldlite's source files and of the jax, jaxlib, optax and dm-haiku versions, so an edit to the
 code or an upgrade never reuses a stale program (files of an older fingerprint are removed when
 a program is written anew).
@@ -210,7 +211,7 @@ class PersistentJit:
         fp = code_fingerprint()
         desc = repr((self.key, sorted(static.items()), str(in_tree),
                      [(s.shape, str(s.dtype)) for s in specs], platform,
-                     bool(jax.config.jax_enable_x64)))
+                     [str(getattr(jax.config, flag, None)) for flag in _TRACE_FLAGS]))
         digest = hashlib.sha256(desc.encode()).hexdigest()[:24]
         path = folder / f"{self.name}-{fp[:12]}-{digest}.jaxexport"
         out_tree = self.out_tree(*dynamic) if self.out_tree is not None else None
@@ -254,6 +255,11 @@ def _spec(x):
 
     dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
     return jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.canonicalize_dtype(dtype))
+
+
+#: JAX settings that change what a trace produces (part of a program's name).
+_TRACE_FLAGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_prng_impl",
+                "jax_threefry_partitionable")
 
 
 def _conform(x):
