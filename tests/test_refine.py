@@ -69,6 +69,7 @@ def test_refinement_meets_the_geometry_goals(native, refined):
     # looser per-check tolerance, settle_tol, is for slowly relaxing predictions).
     assert [r["end"] for r in report.round_log] == ["converged"]
     assert not report.collapsed_start and report.restraint_weight == CONFIG.restraint_weight
+    assert report.coarse is None
     d = json.loads(json.dumps(report.to_dict()))
     assert d["violations_after"] == 0 and d["trajectory_frames"] == 0
     assert set(d["energy_after"]) >= {"bond", "angle", "omega", "chirality", "repulsion",
@@ -351,6 +352,9 @@ def test_collapsed_input_terminates_and_reports_honestly(native):
     mb, ma = report.metrics_before, report.metrics_after
     assert report.collapsed_start and mb["clash_violations"] > 0.1 * report.num_atoms
     assert report.restraint_weight == cfg.collapsed_restraint_weight < cfg.restraint_weight
+    # The CA trace was opened first (CA-level pre-relaxation), leaving no CA pair off its bounds.
+    assert report.coarse["steps"] > 0 and report.coarse["ca_rmsd"] > 1.0
+    assert report.coarse["ca_violations_before"] > 0 == report.coarse["ca_violations_after"]
     # Bounded: the softened-repulsion rounds come first, then at most max_rounds rounds.
     assert report.rounds <= cfg.max_rounds + len(cfg.clash_ramp)
     assert report.steps <= report.rounds * cfg.max_steps
@@ -381,8 +385,11 @@ def test_settled_rounds_and_released_clashes_on_a_collapsed_start(native):
     """The convergence tolerance per check ends full-strength rounds early (fewer steps, the
     same violations), and releasing the restraints of clashing residues removes clashes that
     the restraints to a collapsed start would otherwise hold in place."""
+    from foldlite.physics.coarse import CoarseConfig
+
     collapsed = _collapsed(native)
-    cfg = RefineConfig(max_steps=400)
+    # Without the CA-level pre-relaxation, which leaves too few clashes to tell these apart.
+    cfg = RefineConfig(max_steps=400, coarse=CoarseConfig(max_steps=0))
     _, settled = refine(collapsed, config=cfg)
     _, full = refine(collapsed, config=dataclasses.replace(cfg, settle_tol=0.0))
     _, held = refine(collapsed, config=dataclasses.replace(cfg, release_clashes=False))
@@ -392,6 +399,11 @@ def test_settled_rounds_and_released_clashes_on_a_collapsed_start(native):
     assert settled.violations_after == full.violations_after == 0
     assert settled.clashes_after <= 2
     assert held.clashes_after > settled.clashes_after + 10
+    assert settled.coarse is None
+    # With it (the default), the all-atom rounds start from an opened trace.
+    _, opened = refine(collapsed, config=RefineConfig(max_steps=400))
+    assert opened.coarse["steps"] > 0
+    assert opened.violations_after == 0 and opened.clashes_after <= settled.clashes_after
 
 
 def test_new_refine_options_are_validated():
