@@ -28,10 +28,13 @@ refined ``Protein`` and a ``RefineReport``. The steps:
    AlphaFold2's relax, when violations (and, with ``release_clashes``, clashes) remain, the
    restraints of those residues are released and the minimisation is repeated (at most
    ``max_rounds`` rounds). A collapsed start (AlphaFold2 clash violations on more than 10% of
-   the atoms, as in the output of a weakly trained network) first gets ``len(clash_ramp)``
-   rounds with a softened repulsion of at most ``clash_ramp_steps`` steps each, which untangle
-   it for the full-strength rounds (no restraint is released after them: they leave overlaps
-   by design), and its restraints are weakened to ``collapsed_restraint_weight``. Neighbour-list capacities come from the coordinates
+   the atoms, as in the output of a weakly trained network) is first opened at the level of
+   its CA trace (``coarse.relax_ca``: virtual bonds, excluded volume; every atom moves with
+   its residue's CA, and the restraints then hold the opened start), its restraints are
+   weakened to ``collapsed_restraint_weight``, and it gets ``len(clash_ramp)`` rounds with a
+   softened repulsion of at most ``clash_ramp_steps`` steps each, which untangle it for the
+   full-strength rounds (no restraint is released after them: they leave overlaps by
+   design). Neighbour-list capacities come from the coordinates
    (``neighbors.estimate_capacities``): the bucket's defaults for folded proteins, a larger set
    of ``neighbors.CAPACITY_LADDER`` for crowded ones, re-estimated at every check so that a
    structure that opens up goes on with smaller, cheaper lists. A list that would need more
