@@ -232,7 +232,7 @@ def load_model(weights: str | os.PathLike | None = None, *, device: Any = None,
                 "(foldlite.train.checkpoint.save_weights)")
     else:
         path = Path(weights)
-        if not path.is_file():
+        if not os.path.isfile(path):  # (False, not OSError, for an impossible file name)
             raise InputError(f"{path}: weights file not found")
     enable_compilation_cache()
     if chunk_size is not None and chunk_size < 0:
@@ -528,8 +528,10 @@ def read_batch_input(source: str | os.PathLike, max_length: int | None = None
 
     path = Path(source)
     text = str(source)
-    if not path.is_file():
-        if path.exists():
+    # os.path's tests (not Path's): a long sequence typed as INPUT is no valid file name
+    # (ENAMETOOLONG), which they answer with False instead of raising.
+    if not os.path.isfile(path):
+        if os.path.exists(path):
             raise InputError(f"{path}: is a directory, not a FASTA file")
         if _is_sequence_text(text) and not text.lower().endswith((".fasta", ".fa", ".faa")):
             try:

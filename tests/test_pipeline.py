@@ -23,6 +23,7 @@ os.environ.setdefault("FOLDLITE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "f
 
 from foldlite import outputs, pipeline  # noqa: E402
 from foldlite.cli import main  # noqa: E402
+from foldlite.errors import InputError  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "data" / "examples"
@@ -302,3 +303,15 @@ def test_python_dash_m_and_persistent_compilation_cache(weights, tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in programs.iterdir()} == traced
     scores = json.loads((tmp_path / "o" / "query" / "scores.json").read_text())
     assert scores["sequence"] == TRPCAGE[:14]
+
+
+def test_long_plain_sequence_and_bad_input_are_read_without_os_errors(tmp_path):
+    """A plain sequence longer than a file name may be (ENAMETOOLONG) is still a sequence; a
+    long string that is no sequence gets the usual one-line error."""
+    seq = "MQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG" * 6
+    (entry,) = pipeline.read_batch_input(seq)
+    assert entry.error is None and entry.record.length == len(seq)
+    (entry,) = pipeline.read_batch_input(seq, max_length=100)
+    assert "100" in entry.error
+    with pytest.raises(InputError, match="no such FASTA file"):
+        pipeline.read_batch_input("x/" * 300 + "seq.fasta")
