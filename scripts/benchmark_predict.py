@@ -117,14 +117,20 @@ def _refine_summary(rep: dict | None) -> dict | None:
     return out
 
 
-def run_length(n: int, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(n), "--config", args.config]
+def _passed_on(args: argparse.Namespace) -> list[str]:
+    """The options that the worker and ``foldlite predict`` take as they are."""
+    out = []
     for flag, value in (("--weights", args.weights), ("--device", args.device),
                         ("--chunk-size", args.chunk_size), ("--num-recycles", args.num_recycles),
                         ("--refine-steps", args.refine_steps)):
         if value is not None:
-            cmd += [flag, str(value)]
-    cmd += ["--refine", args.refine]
+            out += [flag, str(value)]
+    return out
+
+
+def run_length(n: int, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(n), "--config", args.config]
+    cmd += _passed_on(args) + ["--refine", args.refine]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     if r.returncode != 0:
         return {"length": n, "error": (r.stderr.strip().splitlines() or ["?"])[-1]}
@@ -137,12 +143,7 @@ def run_cli(n: int, args: argparse.Namespace) -> float | None:
     it fails."""
     work = Path(tempfile.mkdtemp(prefix="foldlite-bench-cli-"))
     cmd = [sys.executable, "-m", "foldlite", "predict", sequence_of_length(n), "-o",
-           str(work / "out"), "--quiet"]
-    for flag, value in (("--weights", args.weights), ("--device", args.device),
-                        ("--chunk-size", args.chunk_size), ("--num-recycles", args.num_recycles),
-                        ("--refine-steps", args.refine_steps)):
-        if value is not None:
-            cmd += [flag, str(value)]
+           str(work / "out"), "--quiet"] + _passed_on(args)
     if args.refine == "off":
         cmd.append("--no-refine")
     t = time.perf_counter()
