@@ -587,24 +587,6 @@ def read_batch_input(source: str | os.PathLike, max_length: int | None = None
     return entries
 
 
-#: Libraries that only the stages after the network need (plots, the 3D view, the refinement's
-#: neighbour-list estimate): ~1.3 s of imports on a 2-core CPU.
-_LATER_IMPORTS = ("matplotlib.figure", "matplotlib.colorbar", "matplotlib.backends.backend_agg",
-                  "py3Dmol", "scipy.spatial")
-
-
-def _import_later_stages() -> None:
-    """Import ``_LATER_IMPORTS`` (run on a background thread while the network runs: the
-    computation releases the GIL, so a fresh process does not wait for them afterwards)."""
-    import importlib
-
-    for name in _LATER_IMPORTS:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the stage that needs it reports the problem itself
-            pass
-
-
 def predict_batch(source: str | os.PathLike, outdir: str | os.PathLike, *,
                   model: Model | None = None, weights: str | os.PathLike | None = None,
                   msa: Any = None, num_recycles: int | None = None, num_seeds: int = 1,
@@ -669,11 +651,6 @@ def predict_batch(source: str | os.PathLike, outdir: str | os.PathLike, *,
             say(f"{entry.id}: complete in {rec_dir}, skipped (--overwrite redoes it)")
         else:
             try:
-                if "preload" not in state:
-                    import threading
-                    state["preload"] = threading.Thread(target=_import_later_stages,
-                                                        name="foldlite-imports", daemon=True)
-                    state["preload"].start()
                 if state["model"] is None:
                     state["model"] = load_model(weights, device=device, chunk_size=chunk_size)
                 pred = predict(entry.record, model=state["model"], msa=msa,
