@@ -275,16 +275,30 @@ def _conform(x):
 
 
 def _platform(leaves) -> str:
-    """The platform of the first committed device array among ``leaves``, else JAX's default."""
+    """The export platform (``jax.export``'s names: cpu, cuda, rocm, tpu) of the first device
+    array among ``leaves``, else of JAX's default backend."""
     import jax
+    from jax import export
 
+    name = None
     for x in leaves:
         if isinstance(x, jax.Array):
             try:
-                return next(iter(x.devices())).platform
-            except Exception:  # noqa: BLE001 - e.g. a tracer
-                break
-    return jax.default_backend()
+                name = next(iter(x.devices())).platform
+            except Exception:  # noqa: BLE001 - e.g. a deleted array
+                pass
+            break
+    return export_platform(name, export.default_export_platform())
+
+
+def export_platform(device_platform: str | None, default: str) -> str:
+    """``jax.export``'s name for a device's platform: a device reports "gpu", an export names
+    the GPU stack ("cuda" or "rocm", that of the default backend); None gives ``default``."""
+    if device_platform is None:
+        return default
+    if device_platform == "gpu":
+        return default if default in ("cuda", "rocm") else "cuda"
+    return device_platform
 
 
 def persistent_jit(fun: Callable | None = None, *, name: str | None = None,

@@ -138,3 +138,13 @@ def test_python_scalars_numpy_and_weak_types_are_accepted(programs):
     out = prog(jnp.asarray(x, jnp.float32), jnp.float32(2.0), 1.0)
     np.testing.assert_allclose(out["y"], [1.0, 3.0, 5.0])
     assert prog.exported == 1 and prog._cache_size() == 1
+
+
+def test_export_platform_names():
+    assert cache._platform([np.ones(2), jnp.ones(2)]) == "cpu"
+    assert cache._platform([1.0]) == jax.export.default_export_platform()
+    assert cache.export_platform("gpu", "cuda") == "cuda"
+    assert cache.export_platform("gpu", "rocm") == "rocm"
+    assert cache.export_platform("gpu", "cpu") == "cuda"  # --device gpu beside a CPU default
+    assert cache.export_platform("tpu", "cpu") == "tpu"
+    assert cache.export_platform(None, "cpu") == "cpu"
