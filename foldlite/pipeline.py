@@ -359,15 +359,25 @@ def _msa_profile(msa: Any, record) -> tuple[np.ndarray | None, dict | None]:
     return msa_profile(m, weighting=True), {"path": source, "num_sequences": m.num_sequences}
 
 
+#: ``max_peptide_bond`` of a prediction's refinement: any gap (finite, for strict JSON readers
+#: of scores.json's ``refine_config``).
+_ANY_GAP = 1e9
+
+
 def _refine_config(steps: int | None):
-    """The refinement settings: the defaults, with ``max_steps`` (per round) = ``steps``."""
+    """The refinement settings: the defaults, with ``max_steps`` (per round) = ``steps``, and
+    every pair of consecutive residues bonded.
+
+    A predicted chain is one unbroken sequence: a C(i)-N(i+1) gap in the network's model (a
+    weakly trained network leaves some, up to ~17 A) is its error, to be closed, not a chain
+    break as in a crystal structure, which is what ``max_peptide_bond`` tells apart otherwise.
+    """
     from foldlite.physics.refine import RefineConfig
 
-    if steps is None:
-        return RefineConfig()
-    if steps < 0:
+    if steps is not None and steps < 0:
         raise InputError(f"--refine-steps {steps}: must be >= 0")
-    return RefineConfig(max_steps=int(steps))
+    config = RefineConfig(max_peptide_bond=_ANY_GAP)
+    return config if steps is None else dataclasses.replace(config, max_steps=int(steps))
 
 
 def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLike | None = None,

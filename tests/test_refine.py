@@ -463,3 +463,26 @@ def test_cli_reports_nonstandard_residues(native, tmp_path, capsys, monkeypatch)
     printed = capsys.readouterr().out
     assert "1 non-standard residue(s) refined as backbone only" in printed
     assert read_structure(out).aatype[5] == rc.unk_restype_index
+
+
+def test_gap_is_a_chain_break_unless_every_residue_is_bonded(native):
+    """A crystal structure's C(i)-N(i+1) gap beyond ``max_peptide_bond`` is a chain break and
+    stays open; a prediction (``foldlite predict`` refines with every consecutive pair bonded)
+    gets it closed."""
+    from foldlite import pipeline
+
+    gapped = native.atom_positions.copy()
+    half = native.length // 2
+    gapped[half:] += np.array([6.0, 0.0, 0.0], np.float32) * native.atom_mask[half:, :, None]
+    start = native.replace(atom_positions=gapped)
+
+    def c_n(p):
+        return float(np.linalg.norm(p.atom_positions[half - 1, 2] - p.atom_positions[half, 0]))
+
+    assert c_n(start) > 5.0
+    broken, _ = refine(start, config=CONFIG)
+    assert c_n(broken) > 4.0
+    predicted = pipeline._refine_config(CONFIG.max_steps)
+    assert predicted.max_peptide_bond >= 1e6
+    closed, report = refine(start, config=predicted)
+    assert c_n(closed) < 1.5 and report.violations_after == 0
