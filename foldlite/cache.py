@@ -215,37 +215,37 @@ class PersistentJit:
         digest = hashlib.sha256(desc.encode()).hexdigest()[:24]
         path = folder / f"{self.name}-{fp[:12]}-{digest}.jaxexport"
         out_tree = self.out_tree(*dynamic) if self.out_tree is not None else None
-        exp = None
+        leaves = [_conform(x) for x in leaves]
         if path.is_file():
             try:
                 exp = export.deserialize(bytearray(path.read_bytes()))
+                # Compiled here, for these arguments' devices (an XLA cache hit mostly).
+                call = jax.jit(exp.call).lower(*leaves).compile()
                 self.loaded += 1
+                return _Program(call=call, out_tree=out_tree)
             except Exception:  # noqa: BLE001 - a damaged or foreign file: trace it again
-                exp = None
-        if exp is None:
-            fun, flat = self.fun, out_tree is not None
+                pass
+        fun, flat = self.fun, out_tree is not None
 
-            def program(*flat_args):
-                out = fun(*jax.tree_util.tree_unflatten(in_tree, flat_args), **static)
-                return tuple(jax.tree_util.tree_leaves(out)) if flat else out
+        def program(*flat_args):
+            out = fun(*jax.tree_util.tree_unflatten(in_tree, flat_args), **static)
+            return tuple(jax.tree_util.tree_leaves(out)) if flat else out
 
-            try:
-                exp = export.export(jax.jit(program), platforms=[platform])(*specs)
-                data = exp.serialize()
-            except Exception as err:  # noqa: BLE001 - not exportable here: plain jit
-                warnings.warn(f"{self.name}: program not cached ({type(err).__name__}: {err})",
-                              RuntimeWarning)
-                return _Program(call=None, out_tree=None)
-            try:
-                fileio.write_bytes(path, bytes(data))
-                for old in folder.glob(f"{self.name}-*.jaxexport"):
-                    if not old.name.startswith(f"{self.name}-{fp[:12]}-"):
-                        old.unlink(missing_ok=True)
-            except OSError:
-                pass  # a read-only cache: the program still runs, it is traced next time too
-            self.exported += 1
-        # Compiled here, for these arguments' devices (an XLA cache hit after the first time).
-        leaves = [_conform(x) for x in leaves]
+        try:
+            exp = export.export(jax.jit(program), platforms=[platform])(*specs)
+            data = exp.serialize()
+        except Exception as err:  # noqa: BLE001 - not exportable here: plain jit
+            warnings.warn(f"{self.name}: program not cached ({type(err).__name__}: {err})",
+                          RuntimeWarning)
+            return _Program(call=None, out_tree=None)
+        try:
+            fileio.write_bytes(path, bytes(data))
+            for old in folder.glob(f"{self.name}-*.jaxexport"):
+                if not old.name.startswith(f"{self.name}-{fp[:12]}-"):
+                    old.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only cache: the program still runs, it is traced next time too
+        self.exported += 1
         return _Program(call=jax.jit(exp.call).lower(*leaves).compile(), out_tree=out_tree)
 
 
