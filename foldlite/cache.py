@@ -112,8 +112,20 @@ def code_fingerprint() -> str:
 
 @dataclasses.dataclass
 class _Program:
-    call: Callable          # jitted, takes the flat array leaves
+    call: Callable | None   # compiled, takes the flat array leaves (None: not exportable)
     out_tree: Any           # treedef of the output when the program returns flat leaves
+
+    def run(self, leaves) -> Any:
+        import jax
+
+        out = self.call(*(_conform(x) for x in leaves))
+        return out if self.out_tree is None else jax.tree_util.tree_unflatten(self.out_tree, out)
+
+
+def _flatten(dynamic: tuple):
+    import jax
+
+    return jax.tree_util.tree_flatten(dynamic)
 
 
 class PersistentJit:
@@ -146,7 +158,7 @@ class PersistentJit:
         self.out_tree = out_tree
         self.key = key
         self._signature = inspect.signature(fun)
-        self._jit = jax.jit(fun, static_argnames=self.static_argnames)
+        self.jitted = jax.jit(fun, static_argnames=self.static_argnames)  # plain jit
         self._programs: dict[Any, _Program] = {}
         self._lock = threading.Lock()
         self.loaded = 0     # programs read from the cache folder (for tests and benchmarks)
@@ -154,7 +166,7 @@ class PersistentJit:
 
     def _cache_size(self) -> int:
         """Programs held in this process (as ``jax.jit``'s ``_cache_size``)."""
-        return len(self._programs) + self._jit._cache_size()
+        return len(self._programs) + self.jitted._cache_size()
 
     def _split(self, args, kwargs):
         bound = self._signature.bind(*args, **kwargs)
@@ -164,19 +176,30 @@ class PersistentJit:
         return static, dynamic
 
     def __call__(self, *args, **kwargs):
-        return self.compiled(*args, **kwargs)(*args, **kwargs)
+        static, dynamic = self._split(args, kwargs)
+        leaves, in_tree = _flatten(dynamic)
+        prog = self._lookup(static, dynamic, leaves, in_tree)
+        if prog is None:
+            return self.jitted(*args, **kwargs)
+        return prog.run(leaves)
 
     def compiled(self, *args, **kwargs) -> Callable:
-        """The compiled program for these arguments (loaded, exported or jitted)."""
+        """The compiled program for these arguments (loaded, exported, or ``self.jitted``),
+        as a callable taking the same arguments."""
+        static, dynamic = self._split(args, kwargs)
+        prog = self._lookup(static, dynamic, *_flatten(dynamic))
+        if prog is None:
+            return self.jitted
+        return lambda *a, **k: prog.run(_flatten(self._split(a, k)[1])[0])
+
+    def _lookup(self, static: dict, dynamic: tuple, leaves, in_tree) -> _Program | None:
+        """The program for these arguments, or None where ``self.jitted`` serves (caches off,
+        tracers, not exportable)."""
         import jax
 
         folder = program_dir()
-        if folder is None:
-            return self._jit
-        static, dynamic = self._split(args, kwargs)
-        leaves, in_tree = jax.tree_util.tree_flatten(dynamic)
-        if any(isinstance(x, jax.core.Tracer) for x in leaves):
-            return self._jit  # inside another transformation: trace through, as jax.jit does
+        if folder is None or any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return None  # off, or inside another transformation: trace through as jax.jit does
         specs = tuple(_spec(x) for x in leaves)
         platform = _platform(leaves)
         mem_key = (in_tree, specs, tuple(sorted(static.items())), platform)
@@ -188,18 +211,7 @@ class PersistentJit:
                     prog = self._load_or_export(folder, static, dynamic, leaves, in_tree,
                                                 specs, platform)
                     self._programs[mem_key] = prog
-        if prog.call is None:
-            return self._jit
-        return lambda *a, **k: self._run(prog, a, k)
-
-    def _run(self, prog: _Program, args, kwargs):
-        import jax
-
-        _, dynamic = self._split(args, kwargs)
-        out = prog.call(*(_conform(x) for x in jax.tree_util.tree_leaves(dynamic)))
-        if prog.out_tree is not None:
-            out = jax.tree_util.tree_unflatten(prog.out_tree, out)
-        return out
+        return prog if prog.call is not None else None
 
     def _load_or_export(self, folder: Path, static: dict, dynamic: tuple, leaves, in_tree,
                         specs, platform: str) -> _Program:

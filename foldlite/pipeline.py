@@ -158,7 +158,7 @@ class Model:
         feats = jax.device_put(features, self.device)
         prog = self._infer_fn(sample)
         fn = prog.compiled(self.params, rng, feats, jnp.int32(0))
-        if fn is prog._jit:  # caches off: compile ahead of time as before
+        if fn is prog.jitted:  # caches off: compile ahead of time as before
             fn = fn.lower(self.params, rng, feats, jnp.int32(0)).compile()
         self.compiled[key] = fn
         return fn, time.perf_counter() - t0

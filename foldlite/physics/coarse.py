@@ -41,6 +41,7 @@ import numpy as np
 import optax
 
 from foldlite.cache import persistent_jit
+from foldlite.physics.minimize import strongly_typed, zoom_lbfgs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +108,7 @@ def _relax(x0, mask, bonded, lower, weight, params, *, max_steps: int):
         e_rest = 0.5 * k_rest * jnp.sum(weight * m * jnp.sum((x - x0) ** 2, axis=-1))
         return e_bond + e_clash + e_rest
 
-    opt = optax.lbfgs(memory_size=10, linesearch=optax.scale_by_zoom_linesearch(
-        max_linesearch_steps=15, initial_guess_strategy="one"))
+    opt = zoom_lbfgs()
     value_and_grad = optax.value_and_grad_from_state(energy)
 
     def cond(c):
@@ -123,8 +123,7 @@ def _relax(x0, mask, bonded, lower, weight, params, *, max_steps: int):
         x = x + upd * m[:, None]
         return x, st, k + 1, jnp.sqrt(jnp.sum(g * g) / n_real)
 
-    st0 = opt.init(x0)
-    st0 = jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype=jnp.asarray(v).dtype), st0)
+    st0 = strongly_typed(opt.init(x0))
     x, _, k, g_rms = jax.lax.while_loop(cond, body, (x0, st0, jnp.int32(0), jnp.float32(jnp.inf)))
     return x, k, g_rms
 

@@ -121,6 +121,21 @@ def _positions(params, system, mode: str):
     return params
 
 
+def zoom_lbfgs(memory_size: int = 10) -> optax.GradientTransformationExtraArgs:
+    """optax L-BFGS with a zoom line search (strong Wolfe, at most 15 steps, first guess a
+    unit step): the minimiser's default, also used by ``coarse.relax_ca``."""
+    return optax.lbfgs(
+        memory_size=memory_size,
+        linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=15,
+                                                  initial_guess_strategy="one"))
+
+
+def strongly_typed(tree):
+    """``tree`` with every leaf strongly typed (optax initialises some scalars weakly typed), so
+    that a loop state comes out of a compiled loop with the types it went in with."""
+    return jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype=jnp.asarray(v).dtype), tree)
+
+
 def _make_optimizer(s: MinSettings, limits: "_Limits"):
     if s.optimizer == "adam":
         def sched(count):  # exponential decay to 5% over the step cap (traced: no recompiles)
@@ -128,10 +143,7 @@ def _make_optimizer(s: MinSettings, limits: "_Limits"):
             return limits.learning_rate * 0.05 ** jnp.minimum(frac, 1.0)
         return optax.adam(sched)
     if s.optimizer == "lbfgs":
-        return optax.lbfgs(
-            memory_size=s.lbfgs_memory,
-            linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=15,
-                                                      initial_guess_strategy="one"))
+        return zoom_lbfgs(s.lbfgs_memory)
     if s.optimizer == "lbfgs_bt":
         return optax.lbfgs(
             memory_size=s.lbfgs_memory,
@@ -196,7 +208,7 @@ def _init_state(params0, topo, system, limits: _Limits, s: MinSettings) -> LoopS
     # Strong types throughout (optax initialises some scalars weakly typed), so that the state
     # coming out of ``_minimize`` has the same types as the one going in: no recompiles when a
     # run continues in chunks.
-    return jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype=jnp.asarray(v).dtype), state)
+    return strongly_typed(state)
 
 
 @jax.jit
