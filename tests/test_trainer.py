@@ -351,14 +351,24 @@ def test_two_processes_match_one(dataset, tmp_path, one_device_reference):
 # Schedule, optimiser, time budget and fine-tuning
 
 def test_host_schedule_and_optimizer_match_optax(dataset, tmp_path):
-    """The host-side learning rate equals optax's warm-up cosine schedule, and the optimiser
-    with the update scaled by -lr is AdamW."""
-    from foldlite.train.trainer import learning_rate_at, make_optimizer, make_schedule
+    """The host-side learning rate equals optax's warm-up cosine schedule (and optax's linear
+    warm-up then constant for ``schedule: constant``), and the optimiser with the update scaled
+    by -lr is AdamW."""
+    from foldlite.train.trainer import learning_rate_at, make_optimizer
 
     cfg = tiny_cfg(dataset, tmp_path, "steps=50", "optimizer.warmup_steps=7")
-    sched = make_schedule(cfg)
+    o = cfg.optimizer
+    sched = optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=o.learning_rate, warmup_steps=7, decay_steps=50,
+        end_value=o.learning_rate * o.end_lr_fraction)
     for s in [0, 1, 3, 6, 7, 8, 20, 49, 50, 60]:
         assert learning_rate_at(cfg, s) == pytest.approx(float(sched(s)), rel=1e-5, abs=1e-9)
+    const = tiny_cfg(dataset, tmp_path, "steps=50", "optimizer.warmup_steps=7",
+                     "optimizer.schedule=constant")
+    ref = optax.join_schedules([optax.linear_schedule(0.0, o.learning_rate, 7),
+                                optax.constant_schedule(o.learning_rate)], [7])
+    for s in [0, 1, 3, 6, 7, 8, 20, 49, 50, 60, 10**6]:
+        assert learning_rate_at(const, s) == pytest.approx(float(ref(s)), rel=1e-5, abs=1e-9)
     rng = np.random.default_rng(0)
     params = {"a": rng.normal(size=(3, 4)).astype(np.float32),
               "b": rng.normal(size=5).astype(np.float32)}

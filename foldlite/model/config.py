@@ -64,6 +64,10 @@ class TrunkConfig:
     pair_dropout: float
     #: recompute block activations in the backward pass (saves memory, costs ~1/3 more time).
     remat: bool
+    #: training unrolls the loop over blocks (faster backward pass on CPU); False keeps one
+    #: scanned block (one block to compile: much shorter compiles on an accelerator). Only how
+    #: the stack is executed: the parameters and the results are the same either way.
+    unroll_training: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Literal
 
 from foldlite.config import load_config
 from foldlite.errors import ConfigError
@@ -89,11 +90,15 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """AdamW with linear warm-up then cosine decay, and global-norm gradient clipping."""
+    """AdamW with a linear warm-up, then cosine decay (``schedule: cosine``) or a constant
+    learning rate (``schedule: constant``: for a run cut into short jobs that continue each
+    other, where the EMA does the averaging that the decay would), and global-norm gradient
+    clipping."""
 
     learning_rate: float = 1e-3
     warmup_steps: int = 1000
-    end_lr_fraction: float = 0.05   # learning rate at the last step, relative to the peak
+    end_lr_fraction: float = 0.05   # cosine: learning rate at the last step, relative to the peak
+    schedule: Literal["cosine", "constant"] = "cosine"
     b1: float = 0.9
     b2: float = 0.99
     eps: float = 1e-6
@@ -119,6 +124,18 @@ class CheckpointConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExecutionConfig:
+    """How the training step runs (not what it computes): the parameters are the same whatever
+    these are, and so are the weights files written."""
+
+    compute_dtype: Literal["model", "float32", "bfloat16"] = "model"  # trunk activations;
+    #                                   "model" keeps the model config's dtype. Master weights,
+    #                                   losses and the structure module stay float32.
+    scan_trunk: bool = False        # one scanned trunk block (short compiles; accelerators)
+    prefetch: int = 2               # batches prepared ahead of the step on host threads
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """A training run: model, data, optimiser, losses, schedule and bookkeeping."""
 
@@ -136,6 +153,7 @@ class TrainConfig:
     log_interval: int = 10            # steps between JSON-lines log records of train metrics
     max_nonfinite: int = 5            # stop after this many consecutive non-finite steps
     log_dir: str | None = None        # default ~/.cache/foldlite/runs/<name>
+    execution: ExecutionConfig = ExecutionConfig()
 
     def run_dir(self) -> Path:
         if self.log_dir:
@@ -188,6 +206,8 @@ def validate(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         bad("evaluation.interval must be >= 0")
     if cfg.max_nonfinite < 1:
         bad("max_nonfinite must be >= 1")
+    if cfg.execution.prefetch < 1:
+        bad("execution.prefetch must be >= 1")
     return cfg
 
 

@@ -60,7 +60,7 @@ from foldlite.data.features import Features
 from foldlite.errors import ConfigError, FoldliteError
 from foldlite.train.checkpoint import (CheckpointManager, TrainState, load_checkpoint,
                                        save_weights)
-from foldlite.train.config import LossWeights, TrainConfig, load_train_config
+from foldlite.train.config import ExecutionConfig, LossWeights, TrainConfig, load_train_config
 from foldlite.train.losses import compute_losses, make_targets
 
 #: Keys of a batch that go into the jitted step (the rest, like chain ids, stay on the host).
@@ -77,21 +77,11 @@ class TrainingError(FoldliteError):
 # Optimiser, state and step
 # --------------------------------------------------------------------------------------------
 
-def make_schedule(cfg: TrainConfig) -> optax.Schedule:
-    """Linear warm-up from 0 to the peak learning rate, then cosine decay to
-    ``end_lr_fraction * peak`` at ``cfg.steps``."""
-    o = cfg.optimizer
-    warmup = min(o.warmup_steps, max(cfg.steps - 1, 0))
-    return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=o.learning_rate, warmup_steps=warmup,
-        decay_steps=max(cfg.steps, warmup + 1), end_value=o.learning_rate * o.end_lr_fraction)
-
-
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     """Gradient clipping by global norm, then AdamW *without* its learning rate: the step
     multiplies the update by ``-lr``, with ``lr`` from ``make_schedule`` computed on the host
-    and passed in. The schedule is thus not compiled into the step, so a run can change its
-    length (``--time-budget``) without recompiling. Same update as ``optax.adamw``:
+    and passed in (``learning_rate_at``). The schedule is thus not compiled into the step, so a
+    run can change its length (``--time-budget``) without recompiling. Same update as ``optax.adamw``:
     ``-lr * (adam(g) + weight_decay * p)``."""
     o = cfg.optimizer
     return optax.chain(
@@ -102,12 +92,16 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 
 def learning_rate_at(cfg: TrainConfig, step: int) -> float:
-    """The learning rate of step ``step``: ``make_schedule`` in plain Python (the host computes
-    it every step; no device round trip)."""
+    """The learning rate of step ``step`` (computed on the host every step and passed to the
+    step function). Linear warm-up from 0 to the peak over ``warmup_steps``, then either constant
+    (``schedule: constant``) or a cosine decay to ``end_lr_fraction * peak`` at ``cfg.steps``
+    (the same values as ``optax.warmup_cosine_decay_schedule``)."""
     o = cfg.optimizer
+    peak, end = o.learning_rate, o.learning_rate * o.end_lr_fraction
+    if o.schedule == "constant":
+        return peak * step / o.warmup_steps if step < o.warmup_steps else peak
     warmup = min(o.warmup_steps, max(cfg.steps - 1, 0))
     decay_steps = max(cfg.steps, warmup + 1)
-    peak, end = o.learning_rate, o.learning_rate * o.end_lr_fraction
     if step < warmup:
         return peak * step / warmup
     t = min(max(step - warmup, 0), decay_steps - warmup) / (decay_steps - warmup)
@@ -212,6 +206,16 @@ def init_state(model: Any, cfg: TrainConfig, example: Features,
                       step=jnp.zeros((), jnp.int32), rng=run_key)
 
 
+def execution_model_config(model_cfg: Any, execution: ExecutionConfig) -> Any:
+    """The model config the training step runs: ``model_cfg`` with the compute dtype and the
+    trunk's execution (scan or unrolled) of ``execution``; same parameters as ``model_cfg``."""
+    dtype = model_cfg.dtype if execution.compute_dtype == "model" else execution.compute_dtype
+    trunk = dataclasses.replace(model_cfg.trunk,
+                                unroll_training=model_cfg.trunk.unroll_training
+                                and not execution.scan_trunk)
+    return dataclasses.replace(model_cfg, dtype=dtype, trunk=trunk)
+
+
 def compiler_options() -> dict | None:
     """XLA options for ``jax.jit``: with the environment variable ``FOLDLITE_FAST_COMPILE=1``,
     the backend optimisation level 0 (compiles in about half the time, runs slower: for tests
@@ -235,7 +239,9 @@ def _step_cache_key(cfg: TrainConfig) -> TrainConfig:
                                checkpoint=CheckpointConfig(), log_interval=1, max_nonfinite=1,
                                steps=0,
                                optimizer=dataclasses.replace(o, learning_rate=0.0, warmup_steps=0,
-                                                             end_lr_fraction=0.0),
+                                                             end_lr_fraction=0.0,
+                                                             schedule="cosine"),
+                               execution=dataclasses.replace(cfg.execution, prefetch=1),
                                loss=dataclasses.replace(cfg.loss, stages=()),
                                data=dataclasses.replace(cfg.data, path="", splits=None))
 
@@ -363,7 +369,10 @@ class Trainer:
         self.is_main = jax.process_index() == 0
         self.run_dir = cfg.run_dir()
         self.model_cfg = load_model_config(cfg.model)
-        self.model = make_model(self.model_cfg)
+        # The step runs the model as cfg.execution says (compute dtype, scanned trunk); the
+        # parameters are the same, and weights files keep the model's own config.
+        self.step_model_cfg = execution_model_config(self.model_cfg, cfg.execution)
+        self.model = make_model(self.step_model_cfg)
         self.data = data if data is not None else TrainingData(cfg)
         self.mesh = make_mesh()
         n_dev = self.mesh.devices.size
@@ -380,14 +389,14 @@ class Trainer:
         devices = tuple(d.id for d in self.mesh.devices.flat)
         opts = compiler_options()
         frozen_opts = tuple(sorted((opts or {}).items()))
-        key = ("step", self.model_cfg, _step_cache_key(cfg), devices, frozen_opts)
+        key = ("step", self.step_model_cfg, _step_cache_key(cfg), devices, frozen_opts)
         if key not in _JIT_CACHE:
             _JIT_CACHE[key] = jax.jit(
                 make_train_step(self.model, cfg, self.optimizer),
                 static_argnums=(2,), donate_argnums=(0,),
                 out_shardings=(self.replicated, self.replicated), compiler_options=opts)
         self._step_fn = _JIT_CACHE[key]
-        key = ("init", self.model_cfg, _step_cache_key(cfg), frozen_opts)
+        key = ("init", self.step_model_cfg, _step_cache_key(cfg), frozen_opts)
         if key not in _JIT_CACHE:
             model, optimizer = self.model, self.optimizer
             _JIT_CACHE[key] = jax.jit(lambda ex: init_state(model, cfg, ex, optimizer),
@@ -557,9 +566,11 @@ class Trainer:
         first timed steps the run's length is set from the measured speed (``plan_budget``), so
         warm-up, cosine decay and the loss stages fit the time; the run stops at the budget in
         any case and then writes its weights.
-        """
-        from concurrent.futures import ThreadPoolExecutor
 
+        The host never waits for a step inside the loop: batches are prepared and put on the
+        devices ``execution.prefetch`` steps ahead on threads, the step's metrics stay on the
+        device, and the host reads them once every ``log_interval`` steps (``_MetricWindow``).
+        """
         from tqdm import tqdm
 
         cfg = self.cfg
@@ -582,16 +593,12 @@ class Trainer:
         bar = tqdm(total=end, initial=start, disable=not (self.progress and self.is_main),
                    dynamic_ncols=True, desc=cfg.name)
         t0 = time.time()
-        acc: dict[str, list[float]] = {}
-        nonfinite_run = 0
+        window = _MetricWindow(start)
         stopped = "done" if end == cfg.steps else "until"
-        last: dict = {}
-        timed_steps, timed_time, timed_res = 0, 0.0, 0.0
         planned = time_budget is None
         step = start
-        # The next batch is read and cropped on a thread while the device runs this step.
-        pool = ThreadPoolExecutor(1, thread_name_prefix="foldlite-batch")
-        pending = pool.submit(self.global_batch, step) if step < end else None
+        batches = _Prefetcher(self.global_batch, cfg.execution.prefetch)
+        batches.schedule(step, end)
         with _StopFlag() as stop:
             while step < end:
                 if stop.signal is not None:
@@ -600,22 +607,40 @@ class Trainer:
                 if time_limit is not None and time.time() - t0 > time_limit:
                     stopped = "time"
                     break
-                ts = time.time()
-                batch = pending.result()
-                pending = pool.submit(self.global_batch, step + 1) if step + 1 < end else None
+                batch = batches.get(step)
                 state, metrics = self.step_on(state, step, batch)
-                metrics = {k: float(v) for k, v in to_host(metrics).items()}
-                dt = time.time() - ts
                 step += 1
-                if step > start + 1:  # the first step of a run includes compilation
-                    timed_steps += 1
-                    timed_time += dt
-                    timed_res += metrics["residues"]
-                if not planned and (timed_steps >= 20 or (timed_steps >= 3 and timed_time > 30)):
+                batches.schedule(step, end)
+                window.add(metrics)
+                bar.update(1)
+                # Every step is read while the speed is being measured for the time budget.
+                sync = (step == start + 1 or step % cfg.log_interval == 0 or step == end
+                        or not planned)
+                if not sync:
+                    continue
+                done = window.flush(data_wait=batches.take_wait())
+                for rec in done.nonfinite:
+                    self._log({"kind": "nonfinite", "time": time.time(), **rec})
+                    if self.is_main:
+                        tqdm.write(f"foldlite train: step {rec['step']}: non-finite "
+                                   f"loss/gradient (loss={rec['loss']}); update skipped "
+                                   f"({window.nonfinite_run}/{cfg.max_nonfinite})")
+                if window.nonfinite_run >= cfg.max_nonfinite:
+                    stopped = "nonfinite"
+                    break
+                if done.means:
+                    bar.set_postfix(loss=f"{done.means['loss']:.3f}",
+                                    lddt=f"{done.means['lddt_ca']:.3f}",
+                                    sps=f"{window.steps_per_second():.2f}")
+                    if step % cfg.log_interval == 0 or step == end:
+                        self._log({"kind": "train", "step": step, "time": time.time(),
+                                   **window.rates(), **window.take_log()})
+                if not planned and (window.timed_steps >= 20 or (window.timed_steps >= 3
+                                                                 and window.timed_time > 30)):
                     # Fit the schedule to the budget; 5% held back for a stage's compilation.
                     planned = True
                     left = time_budget - (time.time() - t0)
-                    total = step + int(0.95 * left * timed_steps / timed_time)
+                    total = step + int(0.95 * left * window.steps_per_second())
                     if until_step is not None:
                         total = min(total, int(until_step))
                     self.plan_budget(step, total)
@@ -625,43 +650,14 @@ class Trainer:
                     bar.total = end
                     bar.refresh()
                     self._log({"kind": "plan", "step": step, "steps": end, "time": time.time(),
-                               "seconds_per_step": timed_time / timed_steps,
+                               "seconds_per_step": 1.0 / window.steps_per_second(),
                                "stages": [s.start_step for s in cfg.loss.stages]})
                     if self.is_main:
-                        tqdm.write(f"foldlite train: {timed_time / timed_steps:.3f} s/step; "
-                                   f"schedule set to {end} steps to fit the time budget "
+                        tqdm.write(f"foldlite train: {1.0 / window.steps_per_second():.3f} "
+                                   f"s/step; schedule set to {end} steps to fit the time budget "
                                    f"(loss stages start at "
                                    f"{[s.start_step for s in cfg.loss.stages]})")
-                    if pending is None and step < end:
-                        pending = pool.submit(self.global_batch, step)
-                if metrics["finite"] < 1.0:
-                    nonfinite_run += 1
-                    self._log({"kind": "nonfinite", "step": step, "loss": metrics["loss"],
-                               "grad_norm": metrics["grad_norm"], "time": time.time()})
-                    if self.is_main:
-                        tqdm.write(f"foldlite train: step {step}: non-finite loss/gradient "
-                                   f"(loss={metrics['loss']}); update skipped "
-                                   f"({nonfinite_run}/{cfg.max_nonfinite})")
-                    if nonfinite_run >= cfg.max_nonfinite:
-                        stopped = "nonfinite"
-                        break
-                    continue
-                nonfinite_run = 0
-                for k, v in metrics.items():
-                    acc.setdefault(k, []).append(v)
-                last = metrics
-                sps = timed_steps / timed_time if timed_time > 0 else 0.0
-                bar.update(1)
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", lddt=f"{metrics['lddt_ca']:.3f}",
-                                sps=f"{sps:.2f}")
-                if step % cfg.log_interval == 0 or step == end:
-                    rec = {k: float(np.mean(v)) for k, v in acc.items()}
-                    rec["residues"] = float(np.sum(acc["residues"]))
-                    self._log({"kind": "train", "step": step, "time": time.time(),
-                               "steps_per_second": sps,
-                               "residues_per_second": timed_res / timed_time if timed_time else 0,
-                               **rec})
-                    acc = {}
+                    batches.schedule(step, end)
                 if step % cfg.checkpoint.interval == 0:
                     self._save(state)
                 if cfg.evaluation.interval and step % cfg.evaluation.interval == 0:
@@ -670,7 +666,13 @@ class Trainer:
                         self._log({"kind": "eval", "step": step, "time": time.time(), **ev})
                         tqdm.write(f"step {step}: validation " + " ".join(
                             f"{k}={v:.3f}" for k, v in ev.items() if isinstance(v, float)))
-        pool.shutdown(wait=True, cancel_futures=True)
+        done = window.flush(data_wait=batches.take_wait())
+        for rec in done.nonfinite:
+            self._log({"kind": "nonfinite", "time": time.time(), **rec})
+        if window.has_log():
+            self._log({"kind": "train", "step": step, "time": time.time(), **window.rates(),
+                       **window.take_log()})
+        batches.close()
         bar.close()
         if step > start or stopped in ("signal", "time"):
             self._save(state)
@@ -680,18 +682,144 @@ class Trainer:
             ev = self.evaluate(state)  # the final model is always evaluated
             if ev:
                 self._log({"kind": "eval", "step": step, "time": time.time(), **ev})
-        weights = self._write_weights(state, last) if finished else None
-        sps = timed_steps / timed_time if timed_time > 0 else float("nan")
-        rps = timed_res / timed_time if timed_time > 0 else float("nan")
+        weights = self._write_weights(state, window.last) if finished else None
+        sps, rps = window.steps_per_second(), window.residues_per_second()
         self._log({"kind": "stop", "step": step, "reason": stopped, "time": time.time(),
-                   "steps_per_second": sps, "residues_per_second": rps})
+                   **window.rates()})
         self.state = state
         if stopped == "nonfinite":
             raise TrainingError(f"stopped at step {step}: {cfg.max_nonfinite} consecutive "
                                 f"non-finite losses; the last good state is in "
                                 f"{self.checkpoints.directory}")
-        return TrainResult(step=step, stopped=stopped, last_metrics=last, run_dir=self.run_dir,
-                           weights_path=weights, steps_per_second=sps, residues_per_second=rps)
+        return TrainResult(step=step, stopped=stopped, last_metrics=window.last,
+                           run_dir=self.run_dir, weights_path=weights, steps_per_second=sps,
+                           residues_per_second=rps)
+
+
+class _Prefetcher:
+    """Global batches of the coming steps, made (read, cropped, put on the devices) on host
+    threads ahead of the step that needs them; measures how long the loop waited for data."""
+
+    def __init__(self, make: Callable[[int], dict], depth: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._make = make
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(depth, thread_name_prefix="foldlite-batch")
+        self._futures: dict[int, Any] = {}
+        self._wait = 0.0
+
+    def schedule(self, step: int, end: int) -> None:
+        """Have the batches of steps ``step .. step + depth - 1`` (below ``end``) in the making;
+        forget those at or after ``end``."""
+        for s in [s for s in self._futures if s >= end]:
+            self._futures.pop(s).cancel()
+        for s in range(step, min(step + self._depth, end)):
+            if s not in self._futures:
+                self._futures[s] = self._pool.submit(self._make, s)
+
+    def get(self, step: int) -> dict:
+        if step not in self._futures:
+            self._futures[step] = self._pool.submit(self._make, step)
+        t = time.perf_counter()
+        batch = self._futures.pop(step).result()
+        self._wait += time.perf_counter() - t
+        return batch
+
+    def take_wait(self) -> float:
+        """Seconds the loop waited for batches since the last call."""
+        w, self._wait = self._wait, 0.0
+        return w
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclasses.dataclass
+class _Flushed:
+    means: dict            # mean of each metric over the finite steps read (empty if none)
+    nonfinite: list        # {step, loss, grad_norm} of each non-finite step read
+
+
+class _MetricWindow:
+    """The steps' metrics, kept on the device until ``flush`` reads them all at once (one host
+    round trip per ``log_interval`` steps instead of one per step), and the timing of the run:
+    the first flushed window holds the compilation and is not timed."""
+
+    def __init__(self, start: int):
+        self._pending: list[tuple[int, dict]] = []
+        self._log: dict[str, list[float]] = {}
+        self._next_step = start
+        self._last_sync: float | None = None
+        self.timed_steps = 0
+        self.timed_time = 0.0
+        self.timed_residues = 0.0
+        self.data_wait = 0.0
+        self.nonfinite_run = 0
+        self.last: dict = {}
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def add(self, metrics: dict) -> None:
+        self._pending.append((self._next_step, metrics))
+        self._next_step += 1
+
+    def flush(self, data_wait: float = 0.0) -> _Flushed:
+        """Read every pending step's metrics (waits for the device to finish them)."""
+        host = jax.device_get([m for _, m in self._pending])
+        now = time.time()
+        steps = [s for s, _ in self._pending]
+        self._pending = []
+        means: dict[str, list[float]] = {}
+        bad = []
+        residues = 0.0
+        for s, m in zip(steps, host):
+            m = {k: float(np.asarray(v)) for k, v in m.items()}
+            residues += m["residues"]
+            if m["finite"] < 1.0:
+                self.nonfinite_run += 1
+                bad.append({"step": s + 1, "loss": m["loss"], "grad_norm": m["grad_norm"]})
+                continue
+            self.nonfinite_run = 0
+            self.last = m
+            for k, v in m.items():
+                means.setdefault(k, []).append(v)
+                self._log.setdefault(k, []).append(v)
+        if steps and self._last_sync is not None:
+            self.timed_steps += len(steps)
+            self.timed_time += now - self._last_sync
+            self.timed_residues += residues
+            self.data_wait += data_wait
+        if steps:
+            self._last_sync = now
+        return _Flushed({k: float(np.mean(v)) for k, v in means.items()}, bad)
+
+    def has_log(self) -> bool:
+        return bool(self._log)
+
+    def take_log(self) -> dict:
+        """Means of the finite steps since the last call (``residues``: their sum)."""
+        rec = {k: float(np.mean(v)) for k, v in self._log.items()}
+        if "residues" in self._log:
+            rec["residues"] = float(np.sum(self._log["residues"]))
+        self._log = {}
+        return rec
+
+    def steps_per_second(self) -> float:
+        return self.timed_steps / self.timed_time if self.timed_time > 0 else float("nan")
+
+    def residues_per_second(self) -> float:
+        return self.timed_residues / self.timed_time if self.timed_time > 0 else float("nan")
+
+    def rates(self) -> dict:
+        """Throughput after compilation, and the fraction of that time the loop waited for
+        batches (the rest is the devices' step time and dispatch)."""
+        return {"steps_per_second": self.steps_per_second(),
+                "residues_per_second": self.residues_per_second(),
+                "data_wait_fraction": self.data_wait / self.timed_time
+                if self.timed_time > 0 else float("nan")}
 
 
 # --------------------------------------------------------------------------------------------
