@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "refine": ("foldlite.physics.refine", "refine a structure by minimising foldlite's energy"),
     "train": ("foldlite.train.trainer", "train a model from a YAML config"),
     "evaluate": ("foldlite.train.evaluate", "score predictions against real structures"),
+    "campaign": ("foldlite.commands.campaign",
+                 "the training campaign: data packs, accelerator jobs, adopting their state"),
     "data": ("foldlite.data.cli", "build training datasets (ProMod3 database, mmCIF/PDB files)"),
     "view": ("foldlite.viz", "write a standalone HTML page with the 3D view and plots"),
 }

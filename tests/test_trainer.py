@@ -23,6 +23,8 @@ from foldlite.errors import ConfigError, InputError
 from foldlite.train import checkpoint as ck
 from foldlite.train.config import load_train_config
 
+from conftest import write_tiny_dataset
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
@@ -33,31 +35,6 @@ def _fast_compile():
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FOLDLITE_FAST_COMPILE", "1")
         yield
-
-
-def write_tiny_dataset(out: Path) -> tuple[Path, str]:
-    """Six chains cut from 1A8O (full atom; half with random profiles) in the foldlite dataset
-    format, and split files ``{prefix}_{train,valid,test}.txt``. Returns (dataset, prefix)."""
-    from foldlite.data.dataset import ChainRecord, write_dataset
-    from foldlite.protein import read_structure
-
-    p = read_structure(DATA / "1A8O.pdb")
-    rng = np.random.default_rng(0)
-    recs = []
-    for k, (s, e) in enumerate([(0, 30), (10, 50), (20, 60), (30, 66), (0, 20), (5, 45)]):
-        n = e - s
-        prof = rng.dirichlet(np.ones(20), n).astype(np.float32) if k % 2 == 0 else None
-        dssp = np.frombuffer((b"HHHHEEEC" * 20)[:n], np.uint8).copy()
-        recs.append(ChainRecord(chain_id=f"T{k}_A", aatype=p.aatype[s:e],
-                                atom_positions=p.atom_positions[s:e],
-                                atom_mask=p.atom_mask[s:e], residue_index=p.residue_index[s:e],
-                                insertion_code=np.array([""] * n), dssp=dssp, profile=prof))
-    ds = write_dataset(out / "ds", recs, source="test")
-    prefix = out / "tiny"
-    (out / "tiny_train.txt").write_text("T0_A\nT1_A\nT2_A\nT3_A\n")
-    (out / "tiny_valid.txt").write_text("T4_A\nT5_A\n")
-    (out / "tiny_test.txt").write_text("T5_A\nT4_A\n")
-    return ds, str(prefix)
 
 
 @pytest.fixture(scope="module")

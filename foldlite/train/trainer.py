@@ -354,10 +354,14 @@ class Trainer:
       init_weights: a weights ``.npz`` (``save_weights`` format, e.g. the shipped model) that a
         new run starts from: params and EMA from the file, a fresh optimiser, step 0 (fine-tuning).
         Ignored when resuming from a checkpoint.
+      start_state: a complete training state (host arrays; e.g. a campaign's, see
+        ``foldlite.train.campaign``) that a new run continues from: params, optimiser moments,
+        EMA, step and PRNG key as they are. Ignored when resuming from a checkpoint.
     """
 
     def __init__(self, cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
-                 data: Any = None, init_weights: str | os.PathLike | None = None):
+                 data: Any = None, init_weights: str | os.PathLike | None = None,
+                 start_state: TrainState | None = None):
         from foldlite.model import make_model
         from foldlite.model.config import load_model_config
         from foldlite.train.batches import TrainingData
@@ -366,6 +370,7 @@ class Trainer:
         self.resume = resume
         self.progress = progress
         self.init_weights = init_weights
+        self.start_state = start_state
         self.is_main = jax.process_index() == 0
         self.run_dir = cfg.run_dir()
         self.model_cfg = load_model_config(cfg.model)
@@ -445,6 +450,8 @@ class Trainer:
 
     def _load_or_init(self) -> TrainState:
         if not self.resume:
+            if self.start_state is not None:
+                return self.start_state
             if self.init_weights is not None:
                 return self._from_weights(self.init_weights)
             return self.initial_state()
@@ -619,6 +626,9 @@ class Trainer:
                 if not sync:
                     continue
                 done = window.flush(data_wait=batches.take_wait())
+                if step == start + 1:
+                    self._log({"kind": "first_step", "step": step, "time": time.time(),
+                               "seconds": time.time() - t0})  # compilation included
                 for rec in done.nonfinite:
                     self._log({"kind": "nonfinite", "time": time.time(), **rec})
                     if self.is_main:
