@@ -12,16 +12,19 @@
 # validation chains and writes OUT/weights.npz, OUT/metrics.jsonl, OUT/job.json and
 # OUT/report.md. Back here: `foldlite campaign adopt OUT`, then commit campaign/.
 #
-# The same script runs on a CPU in the test suite (tests/test_campaign.py) with the tiny config.
+# The same script runs on a CPU in the test suite (tests/test_campaign.py) with the tiny config;
+# FOLDLITE_CAMPAIGN, FOLDLITE_JOB_PACKS, FOLDLITE_JOB_WHEELS and FOLDLITE_JOB_SET ("--set k=v
+# ...") point it elsewhere.
 set -euo pipefail
 started=$(date +%s.%N)
 out=${1:?usage: scripts/accelerator_job.sh OUT [BUDGET_SECONDS]}
 budget=${2:-540}
 cd "$(dirname "$0")/.."
-if compgen -G ".whl/*.whl" >/dev/null; then
+wheels=${FOLDLITE_JOB_WHEELS:-.whl}
+if compgen -G "$wheels/*.whl" >/dev/null; then
   site=${FOLDLITE_JOB_SITE:-/tmp/foldlite-site}
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target "$site" .whl/*.whl
+    --target "$site" "$wheels"/*.whl
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

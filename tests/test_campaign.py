@@ -151,6 +151,7 @@ def test_accelerator_job_end_to_end_then_continue(dataset, tmp_path):
     campaign.make_packs(d, 0, tmp_path / "carry")
     out = tmp_path / "out0"
     env = dict(os.environ, FOLDLITE_CAMPAIGN=str(d), FOLDLITE_JOB_PACKS=str(tmp_path / "carry"),
+               FOLDLITE_JOB_WHEELS=str(tmp_path / "no-wheels"),
                FOLDLITE_JOB_SET=" ".join(f"--set {s}" for s in JOB_SET),
                FOLDLITE_FAST_COMPILE="1", JAX_PLATFORMS="cpu")
     proc = subprocess.run(["bash", str(REPO / "scripts" / "accelerator_job.sh"), str(out), "45"],
@@ -195,3 +196,19 @@ def test_job_refuses_a_cosine_schedule(dataset, tmp_path):
     with pytest.raises(Exception, match="schedule: constant"):
         campaign.run_job(d, sorted((tmp_path / "carry").glob("*.fldpack")), tmp_path / "o", 30,
                          progress=False)
+
+
+def test_batch_size_suggestion():
+    """The batch doubles while the scaled peak stays under 70% of the device; a batch that
+    overfills is halved; no memory figures, no suggestion."""
+    assert campaign.suggest_batch_size(8, {"peak_bytes_in_use": 10.0, "bytes_limit": 80.0},
+                                       64) == 32
+    assert campaign.suggest_batch_size(8, {"peak_bytes_in_use": 10.0, "bytes_limit": 80.0},
+                                       16) == 16
+    assert campaign.suggest_batch_size(8, {"peak_bytes_in_use": 79.0, "bytes_limit": 80.0},
+                                       64) == 4
+    assert campaign.suggest_batch_size(8, {}, 64) is None
+    jobs = [{"hardware": {"device_kind": "NVIDIA H100 80GB HBM3"}, "suggested_batch_size": 32},
+            {"hardware": {"device_kind": "NVIDIA H200"}, "suggested_batch_size": 16}]
+    assert campaign._batch_for(jobs, "NVIDIA H100 80GB HBM3") == 32
+    assert campaign._batch_for(jobs, "cpu") is None

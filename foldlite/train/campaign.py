@@ -72,6 +72,9 @@ class CampaignConfig:
     valid_chains: int = 32            # validation chains packed (first in split order)
     valid_max_length: int = 256
     reserve_seconds: float = 75.0     # kept at the end of a job for saving and evaluating
+    auto_batch: bool = True           # size the batch from the last job's peak memory on the
+    #                                   same kind of device (see suggest_batch_size)
+    max_batch_size: int = 64
 
 
 def _repo_path(p: str) -> Path:
@@ -184,6 +187,30 @@ def _device_memory() -> dict:
             if k in stats}
 
 
+def suggest_batch_size(batch_size: int, memory_gib: dict, max_batch_size: int,
+                       fill: float = 0.7) -> int | None:
+    """The batch for the next job on this kind of device: ``batch_size`` doubled while the
+    training's peak memory, scaled with the batch, stays under ``fill`` of the device's memory
+    (activations dominate and grow with the batch); None where the device reports no memory."""
+    peak, limit = memory_gib.get("peak_bytes_in_use"), memory_gib.get("bytes_limit")
+    if not peak or not limit:
+        return None
+    b = batch_size
+    while 2 * b <= max_batch_size and peak * 2 * b / batch_size <= fill * limit:
+        b *= 2
+    while b > 1 and peak * b / batch_size > 0.95 * limit:
+        b //= 2
+    return b
+
+
+def _batch_for(jobs: list[dict], device_kind: str) -> int | None:
+    """The batch the last job on ``device_kind`` suggested, if any."""
+    for r in reversed(jobs):
+        if r["hardware"].get("device_kind") == device_kind and r.get("suggested_batch_size"):
+            return int(r["suggested_batch_size"])
+    return None
+
+
 def _train_means(log: list[dict], first: bool) -> dict:
     recs = [r for r in log if r.get("kind") == "train"]
     if not recs:
@@ -213,6 +240,8 @@ def run_job(campaign_dir: str | os.PathLike, pack_paths: Sequence[str | os.PathL
         data_path = packs.unpack(pack_paths, work / "data")
         pack_meta = [m for m in Dataset(data_path).manifest.get("packs", [])
                      if m.get("split") == "train"]
+        auto = _batch_for(jobs, jax.devices()[0].device_kind) if ccfg.auto_batch else None
+        overrides = [*([f"data.batch_size={auto}"] if auto else []), *overrides]
         cfg = _job_train_config(ccfg, data_path, work / "run", overrides)
         first = not (campaign_dir / "state").is_dir()
         trainer = Trainer(cfg, progress=progress,
@@ -238,6 +267,7 @@ def run_job(campaign_dir: str | os.PathLike, pack_paths: Sequence[str | os.PathL
         t_train = time.time()
         result = trainer.train(time_limit=limit)
         t_train = time.time() - t_train
+        memory = _device_memory()  # the training's peak, before the evaluation's
         state = to_host(trainer.state)
         progress_rec = {"campaign": ccfg.name, "jobs": job + 1}
         save_state_parts(out / "state", state, extra=progress_rec)
@@ -262,7 +292,9 @@ def run_job(campaign_dir: str | os.PathLike, pack_paths: Sequence[str | os.PathL
             "steps_per_second": stop.get("steps_per_second"),
             "residues_per_second": stop.get("residues_per_second"),
             "data_wait_fraction": stop.get("data_wait_fraction"),
-            "device_memory_gib": _device_memory(),
+            "device_memory_gib": memory,
+            "suggested_batch_size": suggest_batch_size(cfg.data.batch_size, memory,
+                                                       ccfg.max_batch_size),
             "train_first": _train_means(log, True), "train_last": _train_means(log, False),
             "valid": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in valid.items()},
         }
@@ -294,7 +326,8 @@ def job_report(r: dict) -> str:
         f"- throughput: {r['steps_per_second'] or float('nan'):.2f} steps/s, "
         f"{r['residues_per_second'] or float('nan'):.0f} residues/s, waiting for data "
         f"{100 * (r['data_wait_fraction'] or 0):.1f}% of the step time",
-        f"- device memory (GiB): {r['device_memory_gib'] or 'not reported'}",
+        f"- device memory (GiB): {r['device_memory_gib'] or 'not reported'}; batch for the "
+        f"next job on this device: {r['suggested_batch_size'] or 'unchanged'}",
         f"- training crops, first -> last log window: loss {f.get('loss')} -> {la.get('loss')}, "
         f"FAPE {f.get('fape')} -> {la.get('fape')}, distogram {f.get('distogram')} -> "
         f"{la.get('distogram')}, lDDT-CA {f.get('lddt_ca')} -> {la.get('lddt_ca')}",

@@ -115,6 +115,8 @@ class EvalConfig:
     num_recycles: int = 3
     max_length: int = 400       # longer validation chains are skipped
     use_ema: bool = True
+    buckets: tuple[int, ...] = ()   # padded lengths (empty: the usual length buckets); one
+    #                                 bucket >= max_length compiles the model once
 
 
 @dataclasses.dataclass(frozen=True)

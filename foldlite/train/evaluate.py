@@ -147,11 +147,15 @@ class Predictor:
       model_cfg: the ``ModelConfig``.
       params: its parameters.
       num_recycles: recycles at inference.
+      buckets: the padded lengths (default: ``length_bucket``'s); one bucket, e.g. ``(256,)``,
+        compiles the model once for every chain up to that length.
     """
 
-    def __init__(self, model_cfg: Any, params: Any, num_recycles: int = 3):
+    def __init__(self, model_cfg: Any, params: Any, num_recycles: int = 3,
+                 buckets: tuple[int, ...] | None = None):
         self.params = jax.device_put(params)
         self.num_recycles = int(num_recycles)
+        self.buckets = tuple(buckets) if buckets else None
         self._fn = _predict_fn(model_cfg)
 
     def __call__(self, features: Features) -> dict[str, np.ndarray]:
@@ -159,7 +163,7 @@ class Predictor:
         ``ca`` [L, 3], ``atom37`` [L, 37, 3], ``atom37_mask`` [L, 37], ``plddt`` [L] (0-100),
         ``ptm`` []."""
         L = int(np.asarray(features.aatype).shape[0])
-        n = length_bucket(L)
+        n = length_bucket(L, self.buckets) if self.buckets else length_bucket(L)
         padded = _pad_features(features, n)
         out = jax.device_get(self._fn(self.params, padded, jnp.int32(self.num_recycles)))
         return {k: (np.asarray(v)[:L] if np.ndim(v) else np.asarray(v)) for k, v in out.items()}

@@ -432,7 +432,7 @@ class Trainer:
         if model_cfg != self.model_cfg:
             raise ConfigError(f"{path}: the weights are for a different model config than "
                               f"{self.cfg.model!r}")
-        state = self.initial_state()
+        state = self.state_template()  # shapes only: the model's init is not compiled
         want = jax.tree_util.tree_structure(state.params)
         if jax.tree_util.tree_structure(params) != want or any(
                 np.shape(a) != np.shape(b) for a, b in zip(jax.tree_util.tree_leaves(params),
@@ -440,9 +440,10 @@ class Trainer:
             raise ConfigError(f"{path}: parameter names or shapes differ from model "
                               f"{self.cfg.model!r}")
         params = jax.tree_util.tree_map(lambda x: np.asarray(x, np.float32), params)
+        run_key = jax.random.split(jax.random.PRNGKey(self.cfg.seed))[1]  # as init_state
         state = TrainState(params=params, opt_state=to_host(self.optimizer.init(params)),
                            ema_params=jax.tree_util.tree_map(np.copy, params),
-                           step=state.step, rng=state.rng)
+                           step=np.zeros((), np.int32), rng=np.asarray(run_key))
         if self.is_main:
             print(f"foldlite train: initialised from {path} (trained {meta.get('step', '?')} "
                   f"steps); fresh optimiser, step 0", file=sys.stderr)
@@ -542,7 +543,8 @@ class Trainer:
         examples = self.data.validation_examples()
         if not examples:
             return {}
-        predictor = Predictor(self.model_cfg, params, num_recycles=ev.num_recycles)
+        predictor = Predictor(self.model_cfg, params, num_recycles=ev.num_recycles,
+                              buckets=ev.buckets)
         summary = evaluate_examples(predictor, examples, baselines=False)
         out = dict(summary["mean"]["model"], num_chains=summary["num_chains"])
         if summary["plddt_pearson_residue"] is not None:
