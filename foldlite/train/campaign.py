@@ -272,7 +272,7 @@ def run_job(campaign_dir: str | os.PathLike, pack_paths: Sequence[str | os.PathL
         progress_rec = {"campaign": ccfg.name, "jobs": job + 1}
         save_state_parts(out / "state", state, extra=progress_rec)
         t_eval = time.time()
-        valid = trainer.evaluate(trainer.state)
+        valid = trainer.evaluate(trainer.state, deadline=deadline - 10)
         t_eval = time.time() - t_eval
         log = [json.loads(x) for x in (work / "run" / "metrics.jsonl").read_text().splitlines()]
         first = next((r for r in log if r.get("kind") == "first_step"), {})
@@ -332,7 +332,7 @@ def job_report(r: dict) -> str:
         f"FAPE {f.get('fape')} -> {la.get('fape')}, distogram {f.get('distogram')} -> "
         f"{la.get('distogram')}, lDDT-CA {f.get('lddt_ca')} -> {la.get('lddt_ca')}",
         f"- validation ({v.get('num_chains')} chains, EMA): lDDT-CA {v.get('lddt_ca')}, "
-        f"TM {v.get('tm')}, GDT_TS {v.get('gdt_ts')}",
+        f"TM {v.get('tm_score')}, GDT_TS {v.get('gdt_ts')}",
         "",
     ]
     return "\n".join(lines)
@@ -387,5 +387,5 @@ def status_table(campaign_dir: str | os.PathLike) -> str:
         rows.append(f"| {r['job']} | {r['hardware'].get('device_kind')} | {r['step_from']}-"
                     f"{r['step_to']} | {r['seconds']['train']} / {r['seconds']['total']} | "
                     f"{(r['residues_per_second'] or 0):.0f} | {f.get('fape')} -> "
-                    f"{la.get('fape')} | {v.get('lddt_ca')} | {v.get('tm')} |")
+                    f"{la.get('fape')} | {v.get('lddt_ca')} | {v.get('tm_score')} |")
     return "\n".join(rows)

@@ -166,7 +166,7 @@ class TrainConfig:
 def resolve_train_config_path(name_or_path: str | os.PathLike) -> Path:
     """A path to a YAML file, or a name in ``configs/train/`` (``tiny``, ``small``)."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if p.suffix in (".yaml", ".yml") or p.is_file():
         return p
     cand = REPO_CONFIGS / f"{name_or_path}.yaml"
     if cand.is_file():

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -532,8 +533,11 @@ class Trainer:
         save_weights(path, host, self.model_cfg, meta)
         return path
 
-    def evaluate(self, state: TrainState) -> dict:
-        """Validation metrics on the fixed validation subset (process 0; others get {})."""
+    def evaluate(self, state: TrainState, deadline: float | None = None) -> dict:
+        """Validation metrics on the fixed validation subset (process 0; others get {}).
+
+        ``deadline`` (``time.time()`` value): no chain is started after it, so the metrics may
+        cover fewer chains (``num_chains`` says how many)."""
         from foldlite.train.evaluate import Predictor, evaluate_examples
 
         ev = self.cfg.evaluation
@@ -545,7 +549,11 @@ class Trainer:
             return {}
         predictor = Predictor(self.model_cfg, params, num_recycles=ev.num_recycles,
                               buckets=ev.buckets)
+        if deadline is not None:
+            examples = itertools.takewhile(lambda _: time.time() < deadline, examples)
         summary = evaluate_examples(predictor, examples, baselines=False)
+        if not summary["num_chains"]:
+            return {}
         out = dict(summary["mean"]["model"], num_chains=summary["num_chains"])
         if summary["plddt_pearson_residue"] is not None:
             out["plddt_pearson"] = summary["plddt_pearson_residue"]
