@@ -190,6 +190,16 @@ def test_accelerator_job_end_to_end_then_continue(dataset, tmp_path):
     state = json.loads((d / "state" / "state.json").read_text())
     assert state["step"] == rec1["step_to"] and state["extra"]["jobs"] == 2
 
+    # the shipping rule: strictly better on lDDT-CA and TM in both settings
+    ds, prefix = dataset
+    c = campaign.compare_weights(out1 / "weights.npz", out1 / "weights.npz", dataset=ds,
+                                 splits=prefix, protocol={"max_chains": 2, "min_length": 10})
+    assert c["better"] is False and c["scores"]["candidate"]["profile"]["num_chains"] == 2
+    assert c["scores"]["candidate"] == c["scores"]["current"]
+    assert "keep the current weights" in campaign.format_comparison(c)
+    _, _, meta = ck.load_weights(out1 / "weights.npz")
+    assert meta["evaluation_data"]["path"] == str(ds)  # evaluate finds the real dataset
+
 
 def test_job_refuses_a_cosine_schedule(dataset, tmp_path):
     d = _campaign(tmp_path, dataset)

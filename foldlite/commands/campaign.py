@@ -4,6 +4,7 @@
     foldlite campaign job --packs .carry/*.fldpack -o OUT --budget 540   # on the accelerator
     foldlite campaign adopt OUT                   # here: OUT becomes campaign/state
     foldlite campaign status                      # the jobs so far, as a table
+    foldlite campaign compare OUT/weights.npz [--ship]   # against the shipped weights (test)
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("adopt", help="make a job's output folder the campaign's state")
     p.add_argument("job_out", help="the job's output folder")
     sub.add_parser("status", help="print the table of jobs")
+    p = sub.add_parser("compare", help="score a job's weights against the shipped ones on the "
+                                       "test chains (the model card's protocol)")
+    p.add_argument("weights", help="the candidate weights (a job's weights.npz)")
+    p.add_argument("--current", default=None,
+                   help="the weights to beat (default: the shipped weights)")
+    p.add_argument("--ship", action="store_true",
+                   help="copy the candidate over the shipped weights when it is better on "
+                        "lDDT-CA and TM, with and without the profile")
+    p.add_argument("--workers", type=int, default=2,
+                   help="processes that score while the model predicts")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +67,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"foldlite campaign: job {record['job']} adopted (steps {record['step_from']} -> "
               f"{record['step_to']}); commit {args.campaign}", file=sys.stderr)
         print(campaign.status_table(args.campaign))
+    elif args.action == "compare":
+        from foldlite import fileio
+        from foldlite.train.evaluate import default_weights_path
+
+        current = args.current or default_weights_path()
+        ccfg = campaign.load_campaign(args.campaign)
+        result = campaign.compare_weights(args.weights, current, dataset=ccfg.dataset,
+                                          splits=campaign.REPO / ccfg.splits,
+                                          workers=args.workers)
+        print(campaign.format_comparison(result))
+        if args.ship and result["better"]:
+            fileio.write_bytes(current, open(args.weights, "rb").read())
+            print(f"foldlite campaign: {args.weights} copied to {current}; update the model "
+                  "card with the table above", file=sys.stderr)
+        return 0 if result["better"] or not args.ship else 1
     else:
         print(campaign.status_table(args.campaign))
     return 0

@@ -301,7 +301,11 @@ def run_job(campaign_dir: str | os.PathLike, pack_paths: Sequence[str | os.PathL
         save_weights(out / "weights.npz", state.ema_params, trainer.model_cfg,
                      {"campaign": ccfg.name, "job": job, "step": int(result.step),
                       "train_config": to_dict(cfg), "hardware": trainer.hardware(),
-                      "valid": record["valid"]})
+                      "valid": record["valid"],
+                      # what `foldlite evaluate` reads: the campaign's full dataset, not the
+                      # job's unpacked shard
+                      "evaluation_data": {"path": ccfg.dataset,
+                                          "splits": str(_repo_path(ccfg.splits))}})
         shutil.copyfile(work / "run" / "metrics.jsonl", out / "metrics.jsonl")
         fileio.write_json(out / "job.json", record)
         fileio.write_text(out / "report.md", job_report(record))
@@ -389,3 +393,50 @@ def status_table(campaign_dir: str | os.PathLike) -> str:
                     f"{(r['residues_per_second'] or 0):.0f} | {f.get('fape')} -> "
                     f"{la.get('fape')} | {v.get('lddt_ca')} | {v.get('tm_score')} |")
     return "\n".join(rows)
+
+
+#: The test protocol of the model card: the first 48 test chains of 50-400 residues, 3 recycles.
+TEST_PROTOCOL = {"split": "test", "max_chains": 48, "min_length": 50, "max_length": 400,
+                 "recycles": 3}
+
+
+def compare_weights(candidate: str | os.PathLike, current: str | os.PathLike, *,
+                    dataset: str | os.PathLike, splits: str | os.PathLike,
+                    protocol: dict | None = None, workers: int = 0) -> dict:
+    """Score ``candidate`` and ``current`` weights on the test chains of the model card's
+    protocol, with and without the profile. ``better`` is True only when the candidate has the
+    higher lDDT-CA and TM-score in both settings (the rule for shipping campaign weights)."""
+    from foldlite.train.checkpoint import load_weights
+    from foldlite.train.evaluate import Predictor, evaluate_examples, examples_from_dataset
+
+    p = dict(TEST_PROTOCOL, **(protocol or {}))
+    scores: dict[str, dict[str, dict]] = {}
+    for profile in (True, False):
+        examples = examples_from_dataset(dataset, p["split"], splits=str(splits),
+                                         use_profile=profile, max_chains=p["max_chains"],
+                                         min_length=p["min_length"], max_length=p["max_length"])
+        if not examples:
+            raise InputError(f"{dataset}: no {p['split']} chains within the protocol's limits")
+        key = "profile" if profile else "single_sequence"
+        for name, path in (("candidate", candidate), ("current", current)):
+            params, model_cfg, _ = load_weights(path)
+            summary = evaluate_examples(Predictor(model_cfg, params, num_recycles=p["recycles"]),
+                                        examples, baselines=False, workers=workers)
+            scores.setdefault(name, {})[key] = dict(summary["mean"]["model"],
+                                                    num_chains=summary["num_chains"])
+    better = all(scores["candidate"][k][m] > scores["current"][k][m]
+                 for k in ("profile", "single_sequence") for m in ("lddt_ca", "tm_score"))
+    return {"protocol": p, "scores": scores, "better": better,
+            "candidate": str(candidate), "current": str(current)}
+
+
+def format_comparison(c: dict) -> str:
+    rows = ["| weights | setting | chains | lDDT-CA | TM | GDT_TS | RMSD |",
+            "|---|---|---|---|---|---|---|"]
+    for name in ("candidate", "current"):
+        for key, v in c["scores"][name].items():
+            rows.append(f"| {name} | {key} | {v['num_chains']} | {v['lddt_ca']:.3f} | "
+                        f"{v['tm_score']:.3f} | {v['gdt_ts']:.3f} | {v['rmsd']:.1f} |")
+    verdict = ("better on lDDT-CA and TM with and without the profile"
+               if c["better"] else "not better on every measure: keep the current weights")
+    return "\n".join(rows) + f"\n\ncandidate {c['candidate']}: {verdict}"
