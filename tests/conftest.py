@@ -29,6 +29,16 @@ def shared_dir() -> Path:
     return SHARED
 
 
+@pytest.fixture(scope="module")
+def fast_compile():
+    """XLA optimisation level 0 for the tiny models of a test module (compiles in about half
+    the time; ``foldlite.train.trainer.compiler_options``). Use as
+    ``pytestmark = pytest.mark.usefixtures("fast_compile")``."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FOLDLITE_FAST_COMPILE", "1")
+        yield
+
+
 def perturbed_topology(n: int = 16, *, seed: int, sigma: float, restraint_weight: float = 5.0):
     """The first ``n`` residues of tests/data/1A8O.pdb with Gaussian noise of ``sigma`` A on
     every atom, as a physics ``Topology`` of jnp arrays (restraints to the noisy start) and its

@@ -27,11 +27,7 @@ JOB_SET = ["optimizer.schedule=constant", "optimizer.warmup_steps=2", "log_inter
            "execution.compute_dtype=bfloat16", "execution.scan_trunk=true"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FOLDLITE_FAST_COMPILE", "1")
-        yield
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @pytest.fixture(scope="module")

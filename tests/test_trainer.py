@@ -29,12 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compile():
-    """XLA optimisation level 0 for these tiny models: compiles in about half the time."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FOLDLITE_FAST_COMPILE", "1")
-        yield
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 @pytest.fixture(scope="module")
