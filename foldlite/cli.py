@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("foldlite.train.trainer", "train a model from a YAML config"),
     "evaluate": ("foldlite.train.evaluate", "score predictions against real structures"),
     "data": ("foldlite.data.cli", "build training datasets (ProMod3 database, mmCIF/PDB files)"),
-    "view": ("foldlite.viz", "write a standalone HTML page with the 3D view and plots"),
+    "view": ("foldlite.commands.view", "write a standalone HTML page with the 3D view and plots"),
 }
 
 

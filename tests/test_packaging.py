@@ -1,6 +1,7 @@
-"""Packaging: the named configs, the shipped weights and the model card are package data, so a
-wheel (a normal ``pip install .``) carries them and ``load_model_config('small')`` and
-``foldlite train --config tiny`` work from an installed copy as from a checkout."""
+"""Packaging: the named configs, the shipped weights and the model card, the HTML page's script and
+style sheet are package data, so a wheel (a normal ``pip install .``) carries them and
+``load_model_config('small')`` and ``foldlite train --config tiny`` work from an installed copy as
+from a checkout."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def test_wheel_carries_configs_weights_and_model_card(wheel):
     for kind in KINDS:
         for name in available_configs(kind):
             assert f"foldlite/configs/{kind}/{name}.yaml" in names
-    assert {"foldlite/weights/default.npz", "foldlite/weights/MODEL_CARD.md"} <= names
+    assert {"foldlite/weights/default.npz", "foldlite/weights/MODEL_CARD.md",
+            "foldlite/viz/page.js", "foldlite/viz/page.css"} <= names
 
 
 def test_every_named_config_loads_from_the_installed_wheel(wheel, tmp_path):
@@ -79,6 +81,8 @@ for name in available_configs("model"):
     load_model_config(name)
 for name in available_configs("train"):
     load_model_config(load_train_config(name).model)
+from foldlite.viz.page import _package_file
+assert "foldliteTrackStatus" in _package_file("page.js") and "#js-errors" in _package_file("page.css")
 print("ok")
 """
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
