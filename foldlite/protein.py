@@ -57,6 +57,7 @@ __all__ = [
     "Protein",
     "read_structure",
     "read_structure_chains",
+    "as_protein",
     "to_pdb_string",
     "to_mmcif_string",
     "write_pdb",
@@ -232,6 +233,11 @@ def read_structure_chains(path: str | os.PathLike) -> list[Protein]:
         raise InputError(f"{path}: no protein chain found (chains: "
                          f"{_chain_list(list(model)) or 'none'})")
     return prots
+
+
+def as_protein(obj: Protein | str | os.PathLike) -> Protein:
+    """``obj`` if it is a ``Protein``, else the first protein chain of the structure file ``obj``."""
+    return obj if isinstance(obj, Protein) else read_structure(obj)
 
 
 def _read_text(path: Path) -> str:

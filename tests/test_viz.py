@@ -257,3 +257,14 @@ def test_training_curves(tmp_path):
         viz.read_training_log(tmp_path / "bad.jsonl")
     with pytest.raises(ValueError, match="no train or eval"):
         viz.plot_training_curves([{"kind": "start"}])
+
+
+def test_view_command_does_not_load_jax():
+    """`foldlite view` and the views load without JAX (only ``compare``/``overlay`` need it)."""
+    import subprocess
+    import sys
+    code = ("import sys, foldlite.commands.view, foldlite.viz; "
+            "assert 'jax' not in sys.modules, 'jax imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-2000:]

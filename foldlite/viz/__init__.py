@@ -13,13 +13,15 @@
 - ``write_html(path, ...)``: one self-contained page with the 3D view, the legend and both plots.
 
 Modules, by job: ``plots`` (pLDDT bands and plots; imports only numpy and matplotlib),
-``curves`` (training logs), ``compare`` (prediction on reference), ``view3d`` (py3Dmol views),
-``page`` (the HTML page; its script and style sheet are the package files ``page.js`` and
+``curves`` (training logs), ``comparison`` (prediction on reference), ``view3d`` (py3Dmol
+views), ``page`` (the HTML page; its script and style sheet are the package files ``page.js`` and
 ``page.css``). The ``foldlite view`` command is ``foldlite.commands.view``.
+
+``compare``, ``Comparison`` and ``residue_pairs`` are imported on first use: they need
+``foldlite.metrics``, which imports JAX (seconds), and the views, the plots and the page do not.
 """
 
 from foldlite.protein import multi_model_pdb
-from foldlite.viz.compare import Comparison, compare, residue_pairs
 from foldlite.viz.curves import plot_training_curves, read_training_log
 from foldlite.viz.page import CDN_3DMOL, ENV_3DMOL_JS, html_page, resolve_3dmol_js, write_html
 from foldlite.viz.plots import (MAX_PAE, PLDDT_BANDS, figure_png, new_figure, plddt_band,
@@ -34,3 +36,10 @@ __all__ = [
     "plot_pae", "plot_plddt", "plot_training_curves", "read_training_log", "residue_pairs",
     "resolve_3dmol_js", "show", "write_html",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("Comparison", "compare", "residue_pairs"):
+        from foldlite.viz import comparison  # deferred: imports JAX (see the docstring)
+        return getattr(comparison, name)
+    raise AttributeError(f"module 'foldlite.viz' has no attribute {name!r}")

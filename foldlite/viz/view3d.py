@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from foldlite.protein import (PdbResidue, Protein, multi_model_pdb, pdb_residues,
+from foldlite.protein import (PdbResidue, Protein, as_protein, multi_model_pdb, pdb_residues,
                               split_pdb_models, structure_pdb_text, to_pdb_string)
-from foldlite.viz.compare import as_protein, compare
 from foldlite.viz.plots import PLDDT_BANDS, plddt_band
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -150,6 +149,10 @@ def overlay(prediction: Any, reference: Any, *, color: str = "plddt", style: str
     The prediction is coloured by ``color`` ('plddt' from its B-factors or ``plddt``, or any
     ``show`` colour). ``compare`` gives the numbers alone.
     """
+    # deferred: the comparison needs foldlite.metrics, which imports JAX (seconds); only the
+    # overlay among the views needs it, and `foldlite view` does not
+    from foldlite.viz.comparison import compare
+
     result = compare(prediction, reference)
     pred_text, ref_text = pdb_text(result.moved), pdb_text(as_protein(reference))
     view = _new_view(width, height, js)

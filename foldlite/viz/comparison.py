@@ -10,10 +10,11 @@ import dataclasses
 import os
 
 import numpy as np
+from Bio import Align
 
 from foldlite import metrics
 from foldlite.errors import InputError
-from foldlite.protein import Protein, read_structure
+from foldlite.protein import Protein, as_protein
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,17 +36,11 @@ class Comparison:
         return int(self.pairs.shape[0])
 
 
-def as_protein(obj: Protein | str | os.PathLike) -> Protein:
-    """``obj`` if it is a ``Protein``, else the first protein chain of the structure file."""
-    return obj if isinstance(obj, Protein) else read_structure(obj)
-
-
 def residue_pairs(seq_a: str, seq_b: str) -> np.ndarray:
     """[K, 2] indices of residues paired by a global alignment of two sequences (identity if equal)."""
     if seq_a == seq_b:
         idx = np.arange(len(seq_a))
         return np.stack([idx, idx], axis=-1)
-    from Bio import Align  # deferred: Biopython's aligner is needed only for unequal sequences
     aligner = Align.PairwiseAligner(mode="global", match_score=2.0, mismatch_score=-1.0,
                                     open_gap_score=-4.0, extend_gap_score=-0.5)
     aln = aligner.align(seq_a, seq_b)[0]
