@@ -236,7 +236,7 @@ def read_structure_chains(path: str | os.PathLike) -> list[Protein]:
 
 
 def as_protein(obj: Protein | str | os.PathLike) -> Protein:
-    """``obj`` if it is a ``Protein``, else the first protein chain of the structure file ``obj``."""
+    """``obj`` if it is a ``Protein``, else the first protein chain of the structure file."""
     return obj if isinstance(obj, Protein) else read_structure(obj)
 
 

@@ -21,6 +21,29 @@ REPO = Path(__file__).resolve().parents[1]
 KINDS = ("model", "train")
 
 
+# Run from the unpacked wheel: argv[1], argv[2] are the checkout's model and training config names.
+INSTALLED_CHECK = """
+import sys
+from pathlib import Path
+sys.path.insert(0, SITE)
+import foldlite
+assert Path(foldlite.__file__).resolve().is_relative_to(Path(SITE).resolve()), foldlite.__file__
+from foldlite.config import available_configs
+from foldlite.model.config import load_model_config
+from foldlite.train.config import load_train_config
+from foldlite.viz.page import _package_file
+assert ",".join(available_configs("model")) == sys.argv[1], available_configs("model")
+assert ",".join(available_configs("train")) == sys.argv[2], available_configs("train")
+for name in available_configs("model"):
+    load_model_config(name)
+for name in available_configs("train"):
+    load_model_config(load_train_config(name).model)
+assert "foldliteTrackStatus" in _package_file("page.js")
+assert "#js-errors" in _package_file("page.css")
+print("ok")
+"""
+
+
 def test_config_path_names_and_paths(tmp_path):
     assert available_configs("model") == ["base", "small", "tiny"]
     assert available_configs("train") == ["finetune", "small", "tiny"]
@@ -64,31 +87,15 @@ def test_wheel_carries_configs_weights_and_model_card(wheel):
 
 def test_every_named_config_loads_from_the_installed_wheel(wheel, tmp_path):
     # A wheel installs by unpacking into site-packages: unpack it and import foldlite from there
-    # only (the working directory and sys.path hold no checkout).
+    # (the script checks that foldlite.__file__ lies in it, not in a checkout).
     site = tmp_path / "site-packages"
     zipfile.ZipFile(wheel).extractall(site)
-    code = f"""
-import sys
-from pathlib import Path
-import foldlite
-assert Path(foldlite.__file__).resolve().is_relative_to(Path({str(site)!r}).resolve()), foldlite.__file__
-from foldlite.config import available_configs
-from foldlite.model.config import load_model_config
-from foldlite.train.config import load_train_config
-assert available_configs("model") == {available_configs("model")!r}, available_configs("model")
-assert available_configs("train") == {available_configs("train")!r}, available_configs("train")
-for name in available_configs("model"):
-    load_model_config(name)
-for name in available_configs("train"):
-    load_model_config(load_train_config(name).model)
-from foldlite.viz.page import _package_file
-assert "foldliteTrackStatus" in _package_file("page.js") and "#js-errors" in _package_file("page.css")
-print("ok")
-"""
+    script = tmp_path / "load_configs.py"
+    script.write_text(INSTALLED_CHECK.replace("SITE", repr(str(site))))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    # -I: isolated mode, no user site and no current directory on sys.path; the unpacked wheel
-    # stands in front of the editable install that points at a checkout
-    r = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); "
-                        f"exec({code!r})"],
+    # -I: isolated mode (no PYTHON* variables, no user site); the script puts the unpacked wheel
+    # in front of the editable install that points at a checkout
+    r = subprocess.run([sys.executable, "-I", str(script), ",".join(available_configs("model")),
+                        ",".join(available_configs("train"))],
                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
