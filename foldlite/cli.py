@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "campaign": ("foldlite.commands.campaign",
                  "the training campaign: data packs, accelerator jobs, adopting their state"),
     "data": ("foldlite.data.cli", "build training datasets (ProMod3 database, mmCIF/PDB files)"),
-    "view": ("foldlite.viz", "write a standalone HTML page with the 3D view and plots"),
+    "view": ("foldlite.commands.view", "write a standalone HTML page with the 3D view and plots"),
 }
 
 

@@ -7,6 +7,10 @@ arguments to ``jax.jit``). YAML is read with ``yaml.safe_load`` only.
 
 ``--set key=value`` overrides use dotted paths (``optimizer.lr=1e-3``); values are parsed as YAML
 scalars.
+
+Named configs ship inside the package as package data, ``foldlite/configs/<kind>/<name>.yaml``
+(kinds ``model`` and ``train``), so a checkout, an editable install and an installed wheel find
+them in the same place; ``config_path`` is the one rule that turns a name or a path into a file.
 """
 
 from __future__ import annotations
@@ -22,6 +26,29 @@ import yaml
 from foldlite.errors import ConfigError
 
 T = TypeVar("T")
+
+#: the shipped named configs: <package>/configs/<kind>/<name>.yaml (package data)
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def available_configs(kind: str) -> list[str]:
+    """Names of the shipped configs of ``kind`` (``model`` or ``train``)."""
+    return sorted(p.stem for p in (CONFIGS_DIR / kind).glob("*.yaml"))
+
+
+def config_path(kind: str, name_or_path: str | os.PathLike) -> Path:
+    """The YAML file of a shipped config name (``tiny``) of ``kind``, or ``name_or_path`` itself
+    when it is a path: it ends in .yaml/.yml, contains a path separator or names a file."""
+    text = os.fspath(name_or_path)
+    path = Path(text)
+    separators = [s for s in (os.sep, os.altsep) if s]
+    if path.suffix in (".yaml", ".yml") or any(s in text for s in separators) or path.is_file():
+        return path
+    candidate = CONFIGS_DIR / kind / f"{text}.yaml"
+    if not candidate.is_file():
+        raise ConfigError(f"unknown {kind} config {text!r}: available: {available_configs(kind)} "
+                          "or a path to a YAML file")
+    return candidate
 
 
 def load_yaml(path: str | os.PathLike) -> dict:

@@ -31,6 +31,10 @@ from the contents, not the file name) follows these rules:
 Writing uses ``Bio.PDB.PDBIO`` / ``Bio.PDB.MMCIFIO``: element symbols, occupancy 1.0, the B-factor
 column from ``b_factors`` or from an explicit per-residue ``plddt``, TER after each chain and END
 (PDB). Files are written atomically (``foldlite.fileio``).
+
+PDB text as the 3D viewer takes it (``foldlite.viz``): ``structure_pdb_text`` (a PDB file's own
+text, an mmCIF file's protein chains as PDB), ``pdb_residues`` (residues and B-factors of a PDB
+text, read column by column), ``multi_model_pdb`` / ``split_pdb_models`` (MODEL/ENDMDL frames).
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ __all__ = [
     "Protein",
     "read_structure",
     "read_structure_chains",
+    "as_protein",
     "to_pdb_string",
     "to_mmcif_string",
     "write_pdb",
@@ -61,6 +66,11 @@ __all__ = [
     "from_atom14",
     "from_backbone",
     "to_atom14",
+    "structure_pdb_text",
+    "PdbResidue",
+    "pdb_residues",
+    "multi_model_pdb",
+    "split_pdb_models",
 ]
 
 _UNK = rc.unk_restype_index
@@ -225,6 +235,11 @@ def read_structure_chains(path: str | os.PathLike) -> list[Protein]:
     return prots
 
 
+def as_protein(obj: Protein | str | os.PathLike) -> Protein:
+    """``obj`` if it is a ``Protein``, else the first protein chain of the structure file."""
+    return obj if isinstance(obj, Protein) else read_structure(obj)
+
+
 def _read_text(path: Path) -> str:
     if not path.exists():
         raise InputError(f"{path}: structure file not found")
@@ -252,15 +267,21 @@ def _is_mmcif(text: str) -> bool:
     return False
 
 
+def _sniff_format(path: Path, text: str) -> bool:
+    """True for mmCIF, False for PDB; InputError when the text is neither."""
+    if _is_mmcif(text):
+        return True
+    if not any(line.startswith(("ATOM  ", "HETATM")) for line in io.StringIO(text)):
+        raise InputError(f"{path}: not a structure: no ATOM/HETATM records and no mmCIF "
+                         "data block")
+    return False
+
+
 def _first_model(path: Path):
     from Bio.PDB import MMCIFParser, PDBParser
 
     text = _read_text(path)
-    is_cif = _is_mmcif(text)
-    if not is_cif and not any(line.startswith(("ATOM  ", "HETATM"))
-                              for line in io.StringIO(text)):
-        raise InputError(f"{path}: not a structure: no ATOM/HETATM records and no mmCIF "
-                         "data block")
+    is_cif = _sniff_format(path, text)
     parser = MMCIFParser(QUIET=True) if is_cif else PDBParser(PERMISSIVE=True, QUIET=True)
     try:
         with warnings.catch_warnings():
@@ -681,3 +702,76 @@ def from_backbone(aatype, backbone, mask=None, residue_index=None, chain_id: str
         bf = b * mask37
     return Protein(aatype=aatype, atom_positions=pos, atom_mask=mask37, residue_index=ridx,
                    chain_id=chain_id, b_factors=bf)
+
+
+# --------------------------------------------------------------------------------------------
+# PDB text for the 3D viewer
+# --------------------------------------------------------------------------------------------
+
+def structure_pdb_text(path: str | os.PathLike) -> str:
+    """PDB text of a structure file (plain or .gz): a PDB file's own text, as it is (every
+    record, ligands and waters too), or the protein chains of an mmCIF file written as PDB."""
+    path = Path(path)
+    text = _read_text(path)
+    if _sniff_format(path, text):
+        return to_pdb_string(read_structure_chains(path))
+    return text
+
+
+@dataclasses.dataclass(frozen=True)
+class PdbResidue:
+    """A residue of a PDB text: chain id, residue number, insertion code, B-factor."""
+
+    chain: str
+    resi: int
+    icode: str
+    bfactor: float
+
+
+def pdb_residues(text: str) -> list[PdbResidue]:
+    """Residues of the first model of a PDB text (ATOM and HETATM records), in file order; the
+    B-factor is the CA atom's, else the mean of the residue's atoms."""
+    residues: dict[tuple[str, int, str], list] = {}
+    for line in text.splitlines():
+        if line.startswith("ENDMDL"):
+            break
+        if not line.startswith(("ATOM  ", "HETATM")) or len(line) < 27:
+            continue
+        try:
+            key = (line[21], int(line[22:26]), line[26].strip())
+            b = float(line[60:66]) if len(line) >= 66 and line[60:66].strip() else 0.0
+        except ValueError:
+            continue
+        entry = residues.setdefault(key, [None, []])
+        entry[1].append(b)
+        if line[12:16].strip() == "CA":
+            entry[0] = b
+    return [PdbResidue(c, r, i, ca if ca is not None else float(np.mean(bs)))
+            for (c, r, i), (ca, bs) in residues.items()]
+
+
+def multi_model_pdb(frames: Sequence[str]) -> str:
+    """Join PDB texts into one multi-model PDB (MODEL/ENDMDL records)."""
+    out = []
+    for i, text in enumerate(frames, start=1):
+        out.append(f"MODEL     {i:4d}")
+        out.extend(line for line in text.splitlines()
+                   if line.startswith(("ATOM  ", "HETATM", "TER")))
+        out.append("ENDMDL")
+    out.append("END")
+    return "\n".join(out) + "\n"
+
+
+def split_pdb_models(text: str) -> list[str]:
+    """The MODEL/ENDMDL frames of a multi-model PDB text, each as PDB text (``[text]`` when it
+    has no MODEL records)."""
+    frames, cur = [], []
+    for line in text.splitlines():
+        if line.startswith("MODEL"):
+            cur = []
+        elif line.startswith("ENDMDL"):
+            frames.append("\n".join(cur) + "\nEND\n")
+            cur = []
+        else:
+            cur.append(line)
+    return frames or [text]

@@ -323,6 +323,26 @@ def test_pdb_text_records(a8o):
     assert "_atom_site.pdbx_PDB_ins_code" in cif
 
 
+
+def test_pdb_text_for_the_viewer(a8o, tmp_path):
+    """structure_pdb_text: a PDB file as it is, mmCIF as PDB, sniffed; pdb_residues reads the
+    residues back with their B-factors; multi-model texts split into their frames."""
+    pdb = DATA / "1A8O.pdb"
+    assert P.structure_pdb_text(pdb) == pdb.read_text()
+    from_cif = P.structure_pdb_text(DATA / "1A8O.cif.gz")
+    assert from_cif == P.to_pdb_string(P.read_structure_chains(DATA / "1A8O.cif.gz"))
+    (tmp_path / "x.txt").write_text("hello")
+    with pytest.raises(InputError, match="not a structure"):
+        P.structure_pdb_text(tmp_path / "x.txt")
+    text = P.to_pdb_string(a8o, plddt=np.linspace(10.0, 90.0, a8o.length))
+    residues = P.pdb_residues(text)
+    assert [r.resi for r in residues] == a8o.residue_index.tolist()
+    np.testing.assert_allclose([r.bfactor for r in residues], np.linspace(10, 90, a8o.length),
+                               atol=0.01)
+    frames = P.split_pdb_models(P.multi_model_pdb([text, text]))
+    assert len(frames) == 2 and len(P.pdb_residues(frames[1])) == a8o.length
+    assert P.as_protein(pdb).sequence == a8o.sequence and P.as_protein(a8o) is a8o
+
 def test_biopython_reads_written_files(a8o, tmp_path):
     from Bio.PDB import MMCIFParser, PDBParser
 

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 import pytest
 
+from foldlite.config import CONFIGS_DIR
 from foldlite.errors import ConfigError, InputError
 from foldlite.train import checkpoint as ck
 from foldlite.train.config import load_train_config
@@ -218,7 +219,7 @@ def test_cli_train_then_evaluate(dataset, tmp_path, capsys):
     from foldlite.cli import main
 
     run_dir = tmp_path / "run"
-    argv = ["train", "--config", str(REPO / "configs" / "train" / "tiny.yaml"), "--no-progress"]
+    argv = ["train", "--config", str(CONFIGS_DIR / "train" / "tiny.yaml"), "--no-progress"]
     for o in overrides(dataset, run_dir):
         argv += ["--set", o]
     assert main(argv) == 0

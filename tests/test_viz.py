@@ -1,4 +1,5 @@
-"""foldlite.viz: pLDDT colouring, superposition, plots, animation, the HTML page, `foldlite view`."""
+"""foldlite.viz: pLDDT colouring, comparison with a reference, plots, animation, the HTML page,
+`foldlite view`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from foldlite import metrics, viz
 from foldlite.cli import main
-from foldlite.protein import read_structure
+from foldlite.protein import pdb_residues, read_structure
+from foldlite.viz import view3d
 
 DATA = Path(__file__).parent / "data"
 PDB = DATA / "1A8O.pdb"
@@ -42,9 +44,9 @@ def test_show_colours_residues_by_band_with_legend(prot):
         assert colour in html and label in html
     # every residue is in exactly one band selection, with the right colour
     text = viz.pdb_text(p)
-    residues = viz._pdb_residues(text)
+    residues = pdb_residues(text)
     assert len(residues) == prot.length
-    sel = viz._residue_selections(residues, viz.plddt_band(plddt))
+    sel = view3d._residue_selections(residues, viz.plddt_band(plddt))
     covered = sorted(r for sels in sel.values() for s in sels for r in s["resi"])
     assert covered == sorted(r.resi for r in residues)
     # explicit plddt overrides B-factors; wrong length is an error
@@ -74,35 +76,35 @@ def test_show_reads_files_and_rejects_bad_input(tmp_path):
     with pytest.raises(InputError, match="not found"):
         viz.show(tmp_path / "nope.pdb")
     (tmp_path / "x.txt").write_text("hello")
-    with pytest.raises(InputError, match="not a structure file"):
+    with pytest.raises(InputError, match="not a structure"):
         viz.show(tmp_path / "x.txt")
 
 
-def test_superpose_recovers_a_rigid_motion(prot):
+def test_compare_recovers_a_rigid_motion(prot):
     rng = np.random.default_rng(0)
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     q *= np.sign(np.linalg.det(q))
     moved = prot.replace(atom_positions=(prot.atom_positions @ q.T + [30.0, -5.0, 12.0])
                          * prot.atom_mask[..., None])
-    sup = viz.superpose(moved, prot)
+    sup = viz.compare(moved, prot)
     assert sup.num_aligned == prot.length
     assert sup.rmsd < 1e-3 and sup.tm_score == pytest.approx(1.0, abs=1e-4)
     np.testing.assert_allclose(sup.moved.atom_positions, prot.atom_positions, atol=2e-3)
 
     noisy = prot.replace(atom_positions=(prot.atom_positions + rng.normal(0, 1.0, (prot.length, 37, 3)))
                          * prot.atom_mask[..., None])
-    sup = viz.superpose(noisy, prot)
+    sup = viz.compare(noisy, prot)
     assert sup.rmsd == pytest.approx(metrics.rmsd(noisy.ca_positions, prot.ca_positions), rel=1e-6)
     assert sup.tm_score == pytest.approx(metrics.tm_score(noisy.ca_positions, prot.ca_positions),
                                          abs=1e-6)
 
 
-def test_superpose_pairs_residues_of_different_sequences(prot):
+def test_compare_pairs_residues_of_different_sequences(prot):
     """A prediction of a fragment: paired by sequence, TM-score normalised by the reference."""
     frag = prot.replace(aatype=prot.aatype[10:60], atom_positions=prot.atom_positions[10:60],
                         atom_mask=prot.atom_mask[10:60], residue_index=prot.residue_index[10:60],
                         b_factors=prot.b_factors[10:60], insertion_code=prot.insertion_code[10:60])
-    sup = viz.superpose(frag, prot)
+    sup = viz.compare(frag, prot)
     assert sup.num_aligned == 50
     np.testing.assert_array_equal(sup.pairs[:, 1], np.arange(10, 60))
     assert sup.rmsd < 1e-3
@@ -196,6 +198,42 @@ def test_view_command(tmp_path, prot, capsys):
     json.dumps(outputs.read_scores(batch / "a"))  # scores stay plain JSON
 
 
+def test_view_output_is_checked_before_the_work(tmp_path, capsys, monkeypatch):
+    """-o an existing folder writes view.html into it; -o under a file is one error, before any
+    page is made."""
+    from foldlite.commands import view
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    assert main(["view", str(PDB), "-o", str(folder)]) == 0
+    assert (folder / "view.html").read_text().startswith("<!DOCTYPE html>")
+    assert str(folder / "view.html") in capsys.readouterr().out
+
+    def no_work(*a, **k):
+        raise AssertionError("the page was made before the output was checked")
+
+    monkeypatch.setattr(view, "html_page", no_work)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert main(["view", str(PDB), "-o", str(blocker / "view.html")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    (folder / "view.html").unlink()
+    (folder / "view.html").mkdir()
+    assert main(["view", str(PDB), "-o", str(folder)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_plots_is_a_leaf_module():
+    """foldlite.viz.plots imports only numpy and matplotlib (anything may draw the plots)."""
+    import ast
+    tree = ast.parse(Path(viz.plots.__file__).read_text())
+    roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+             for a in n.names}
+    roots |= {n.module.split(".")[0] for n in ast.walk(tree)
+              if isinstance(n, ast.ImportFrom) and n.module}
+    assert roots <= {"__future__", "io", "typing", "numpy", "matplotlib"}, roots
+
+
 def test_training_curves(tmp_path):
     log = tmp_path / "metrics.jsonl"
     lines = [{"kind": "start", "step": 0}]
@@ -219,3 +257,14 @@ def test_training_curves(tmp_path):
         viz.read_training_log(tmp_path / "bad.jsonl")
     with pytest.raises(ValueError, match="no train or eval"):
         viz.plot_training_curves([{"kind": "start"}])
+
+
+def test_view_command_does_not_load_jax():
+    """`foldlite view` and the views load without JAX (only ``compare``/``overlay`` need it)."""
+    import subprocess
+    import sys
+    code = ("import sys, foldlite.commands.view, foldlite.viz; "
+            "assert 'jax' not in sys.modules, 'jax imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-2000:]

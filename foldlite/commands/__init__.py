@@ -1,2 +1,3 @@
 """Command-line code: argument parsing and reporting for the ``foldlite`` subcommands that
-live here; the library modules they call know nothing of the command line."""
+live here (``foldlite.cli.COMMANDS`` names the module of each); the library modules they call
+know nothing of the command line."""

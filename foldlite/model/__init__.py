@@ -1,7 +1,7 @@
 """foldlite.model: the Haiku network (features -> frames, atoms and confidences).
 
 Public API:
-  ModelConfig, load_model_config  -- typed config from configs/model/<name>.yaml
+  ModelConfig, load_model_config  -- typed config from foldlite/configs/model/<name>.yaml
   make_model(cfg) -> hk.Transformed; apply(params, rng, features, num_recycles,
       is_training=False, chunk_size=None) -> ModelOutput
   heads: plddt_from_logits, pae_from_logits, ptm_from_logits and the bin constants

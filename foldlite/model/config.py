@@ -1,4 +1,4 @@
-"""Model hyperparameters: typed, frozen dataclasses loaded from ``configs/model/<name>.yaml``.
+"""Model hyperparameters: typed, frozen dataclasses from ``foldlite/configs/model/<name>.yaml``.
 
 Every key must be present in the YAML file and no unknown key is accepted
 (``foldlite.config.from_dict`` raises ``ConfigError`` naming the file and the key), so a
@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import foldlite
-from foldlite.config import apply_overrides, from_dict, load_yaml
+from foldlite.config import (CONFIGS_DIR, apply_overrides, available_configs, config_path,
+                             from_dict, load_yaml)
 from foldlite.errors import ConfigError
 
 
@@ -136,26 +136,18 @@ class ModelConfig:
               "structure.ipa_qk_points and ipa_v_points must be >= 1")
 
 
-#: where named configs live: <repo>/configs/model/<name>.yaml
-CONFIG_DIR = Path(foldlite.__file__).resolve().parents[1] / "configs" / "model"
+#: where named model configs live: foldlite/configs/model/<name>.yaml (package data)
+CONFIG_DIR = CONFIGS_DIR / "model"
 
 
 def available_model_configs() -> list[str]:
     """Names of the shipped model configs."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    return available_configs("model")
 
 
 def model_config_path(name_or_path: str | os.PathLike) -> Path:
     """Resolve a config name (``tiny``) or a YAML path to a file path."""
-    text = os.fspath(name_or_path)
-    path = Path(text)
-    if path.suffix in (".yaml", ".yml") or os.sep in text or path.is_file():
-        return path
-    candidate = CONFIG_DIR / f"{text}.yaml"
-    if not candidate.is_file():
-        raise ConfigError(f"unknown model config {text!r}: no file {candidate}; "
-                          f"available: {available_model_configs()} or a path to a YAML file")
-    return candidate
+    return config_path("model", name_or_path)
 
 
 def model_config_from_dict(data: dict, where: str = "model config") -> ModelConfig:

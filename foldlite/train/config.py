@@ -1,4 +1,4 @@
-"""Training configuration: typed, frozen dataclasses loaded from ``configs/train/<name>.yaml``.
+"""Training configuration: typed, frozen dataclasses from ``foldlite/configs/train/<name>.yaml``.
 
 ``load_train_config(name_or_path, overrides)`` reads the YAML with ``foldlite.config.load_config``
 (unknown keys are errors, lists become tuples) and applies ``--set key=value`` overrides
@@ -17,10 +17,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from foldlite.config import load_config
+from foldlite.config import config_path, load_config
 from foldlite.errors import ConfigError
-
-REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +140,7 @@ class TrainConfig:
     """A training run: model, data, optimiser, losses, schedule and bookkeeping."""
 
     name: str
-    model: str                        # model config name (configs/model/<name>.yaml) or path
+    model: str                        # model config name (foldlite/configs/model/) or path
     data: DataConfig
     steps: int
     seed: int = 0
@@ -164,15 +162,8 @@ class TrainConfig:
 
 
 def resolve_train_config_path(name_or_path: str | os.PathLike) -> Path:
-    """A path to a YAML file, or a name in ``configs/train/`` (``tiny``, ``small``)."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.is_file():
-        return p
-    cand = REPO_CONFIGS / f"{name_or_path}.yaml"
-    if cand.is_file():
-        return cand
-    raise ConfigError(f"{name_or_path}: no such training config (a .yaml path or one of "
-                      f"{sorted(q.stem for q in REPO_CONFIGS.glob('*.yaml'))})")
+    """A path to a YAML file, or a name in ``foldlite/configs/train/`` (``tiny``, ``small``)."""
+    return config_path("train", name_or_path)
 
 
 def validate(cfg: TrainConfig, where: str = "config") -> TrainConfig:

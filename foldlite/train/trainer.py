@@ -1,6 +1,6 @@
 """``foldlite train``: the training loop (data parallel over devices and processes).
 
-    foldlite train --config configs/train/tiny.yaml [--set key=value ...] [--resume]
+    foldlite train --config tiny [--set key=value ...] [--resume]
                    [--until-step N] [--time-limit SECONDS]
 
 One code path from one CPU to many accelerators:
@@ -848,7 +848,7 @@ class _MetricWindow:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True,
-                        help="training config: a YAML path or a name in configs/train/ "
+                        help="training config: a YAML path or a name in foldlite/configs/train/ "
                              "(tiny, small)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value (dotted key, YAML value); repeatable, "

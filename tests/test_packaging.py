@@ -1,0 +1,101 @@
+"""Packaging: the named configs, the shipped weights and the model card, the HTML page's script and
+style sheet are package data, so a wheel (a normal ``pip install .``) carries them and
+``load_model_config('small')`` and ``foldlite train --config tiny`` work from an installed copy as
+from a checkout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from foldlite.config import CONFIGS_DIR, available_configs, config_path
+from foldlite.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+KINDS = ("model", "train")
+
+
+# Run from the unpacked wheel: argv[1], argv[2] are the checkout's model and training config names.
+INSTALLED_CHECK = """
+import sys
+from pathlib import Path
+sys.path.insert(0, SITE)
+import foldlite
+assert Path(foldlite.__file__).resolve().is_relative_to(Path(SITE).resolve()), foldlite.__file__
+from foldlite.config import available_configs
+from foldlite.model.config import load_model_config
+from foldlite.train.config import load_train_config
+from foldlite.viz.page import _package_file
+assert ",".join(available_configs("model")) == sys.argv[1], available_configs("model")
+assert ",".join(available_configs("train")) == sys.argv[2], available_configs("train")
+for name in available_configs("model"):
+    load_model_config(name)
+for name in available_configs("train"):
+    load_model_config(load_train_config(name).model)
+assert "foldliteTrackStatus" in _package_file("page.js")
+assert "#js-errors" in _package_file("page.css")
+print("ok")
+"""
+
+
+def test_config_path_names_and_paths(tmp_path):
+    assert available_configs("model") == ["base", "small", "tiny"]
+    assert available_configs("train") == ["finetune", "small", "tiny"]
+    assert config_path("train", "tiny") == CONFIGS_DIR / "train" / "tiny.yaml"
+    other = tmp_path / "mine.yaml"
+    assert config_path("model", other) == other           # a YAML path is taken as given
+    assert config_path("model", "sub/x") == Path("sub/x")  # so is anything with a separator
+    with pytest.raises(ConfigError, match=r"unknown train config 'nope'.*'tiny'"):
+        config_path("train", "nope")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from a copy of the project's sources (no build files left in the checkout)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, src / name)
+    shutil.copytree(REPO / "foldlite", src / "foldlite",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = tmp / "dist"
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "--no-index", "-q", "-w", str(out), str(src)],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 and "invalid command 'bdist_wheel'" in r.stderr:
+        pytest.skip("no bdist_wheel (the `wheel` package of the test extras): cannot build a wheel")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (path,) = out.glob("foldlite-*.whl")
+    return path
+
+
+def test_wheel_carries_configs_weights_and_model_card(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for kind in KINDS:
+        for name in available_configs(kind):
+            assert f"foldlite/configs/{kind}/{name}.yaml" in names
+    assert {"foldlite/weights/default.npz", "foldlite/weights/MODEL_CARD.md",
+            "foldlite/viz/page.js", "foldlite/viz/page.css"} <= names
+
+
+def test_every_named_config_loads_from_the_installed_wheel(wheel, tmp_path):
+    # A wheel installs by unpacking into site-packages: unpack it and import foldlite from there
+    # (the script checks that foldlite.__file__ lies in it, not in a checkout).
+    site = tmp_path / "site-packages"
+    zipfile.ZipFile(wheel).extractall(site)
+    script = tmp_path / "load_configs.py"
+    script.write_text(INSTALLED_CHECK.replace("SITE", repr(str(site))))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    # -I: isolated mode (no PYTHON* variables, no user site); the script puts the unpacked wheel
+    # in front of the editable install that points at a checkout
+    r = subprocess.run([sys.executable, "-I", str(script), ",".join(available_configs("model")),
+                        ",".join(available_configs("train"))],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
