@@ -1,0 +1,69 @@
+"""Memory a prediction needs, estimated before it runs (no tracing, no compiling).
+
+``network_bytes(cfg, n, chunk_size)`` is the peak of the network for a padded length ``n``:
+what XLA's buffer assignment holds at once (``compiled.memory_analysis()``: temporaries,
+arguments, outputs), modelled per pair of residues, since the ``[N, N, *]`` arrays dominate:
+
+* pair-sized arrays alive at the peak: the recycled pair representation, the trunk block's
+  input, output and update, the embedding, in units of ``c_z`` (``PAIR_COPIES``);
+* the triangle multiplicative update: its projections ``a`` and ``b`` and their product
+  ``[c, N, N]`` (3 x ``triangle_mult_dim``); with chunking only ``b`` is held whole and the rest
+  is made a block of rows at a time (1 x);
+* Invariant Point Attention's ``[H, N, N]`` logits, bias and weights (``IPA_COPIES`` x heads);
+* the PAE head's ``[N, N, 64]`` logits;
+* triangle attention (when the config has it): its bias ``[H, N, N]`` and the logits of one
+  block of rows, ``rows x H x N x N`` (``rows`` = the chunk size, or the cache-sized block that
+  ``layers.attention_block_size`` picks without one);
+* with a chunk size, the temporaries of one chunk of the pair transition.
+
+Calibrated against ``memory_analysis()`` of the ``small`` config on CPU (jax 0.10): 2,850 bytes
+per pair unchunked and 2,330 with ``chunk_size`` 32, at N = 512, 768 and 1024 (the model gives
+2,842 and 2,330); ``MARGIN`` covers the rest (allocator, the runtime, host copies).
+"""
+
+from __future__ import annotations
+
+from foldlite.data.features import length_bucket
+from foldlite.model.config import ModelConfig
+from foldlite.model.heads import PAE_NUM_BINS
+from foldlite.model.layers import attention_block_size
+
+#: pair-sized arrays (in units of c_z float32 channels) alive at the network's peak
+PAIR_COPIES = 6.6
+#: [H, N, N] arrays of Invariant Point Attention alive at once
+IPA_COPIES = 4
+#: headroom over the modelled peak
+MARGIN = 1.10
+#: fixed overhead: XLA's runtime and JAX's buffers beside the program's own
+OVERHEAD_BYTES = 256 << 20
+
+F32 = 4
+
+
+def network_bytes(cfg: ModelConfig, n: int, chunk_size: int | None = None) -> int:
+    """Estimated peak bytes of one inference of the network at padded length ``n``."""
+    chunk = cfg.chunk_size if chunk_size is None else int(chunk_size)
+    t, st = cfg.trunk, cfg.structure
+    pairs = n * n
+    per_pair = (PAIR_COPIES * cfg.c_z + (1 if chunk > 0 else 3) * t.triangle_mult_dim
+                + IPA_COPIES * st.ipa_heads + PAE_NUM_BINS)
+    total = per_pair * pairs * F32
+    if t.triangle_attention:
+        h = t.triangle_attention_heads
+        rows = attention_block_size(chunk, n, h * n * n * F32) or n
+        total += (h * pairs + rows * h * pairs) * F32
+    if chunk > 0:
+        total += chunk * n * cfg.c_z * (t.transition_factor + 2) * F32
+    return int(total * MARGIN) + OVERHEAD_BYTES
+
+
+def longest_length(cfg: ModelConfig, limit: int, chunk_size: int | None = None) -> int:
+    """The longest sequence whose length bucket (``features.length_bucket``) fits in ``limit``
+    bytes by the estimate (0: none)."""
+    best, n = 0, length_bucket(1)
+    while network_bytes(cfg, n, chunk_size) <= limit:
+        best, n = n, length_bucket(n + 1)
+    return best
+
+
+__all__ = ["network_bytes", "longest_length"]
