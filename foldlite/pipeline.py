@@ -125,7 +125,7 @@ def check_memory(model: "Model", length: int, *, refine: bool = True, limit: int
     device's, ``device_memory_limit``): ``FoldliteError`` naming the length, the estimate, the
     limit and what to do."""
     from foldlite.data.features import length_bucket
-    from foldlite.model.memory import longest_length, network_bytes
+    from foldlite.model.memory import best_chunk_size, longest_length
 
     if limit is None:
         limit = device_memory_limit(model.device)
@@ -143,10 +143,9 @@ def check_memory(model: "Model", length: int, *, refine: bool = True, limit: int
     bucket = length_bucket(length)
     hints = []
     if stage == "network":
-        if chunk == 0 or chunk > 32:
-            with_chunk = network_bytes(model.config, bucket, 32)
-            if with_chunk < worst:
-                hints.append(f"--chunk-size 32 (estimate {_gib_text(with_chunk)})")
+        best, with_chunk = best_chunk_size(model.config, bucket)
+        if best != chunk and with_chunk < worst:
+            hints.append(f"--chunk-size {best} (estimate {_gib_text(with_chunk)})")
         longest = longest_length(model.config, limit)
         hints.append(f"--max-length {longest}" if longest else "--max-length")
     else:

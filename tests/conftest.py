@@ -46,3 +46,20 @@ def perturbed_topology(n: int = 16, *, seed: int, sigma: float, restraint_weight
     topo, layout = build_topology(p.aatype[:n], pos, p.atom_mask[:n], p.residue_index[:n],
                                   restraint_weight=restraint_weight)
     return jax.tree_util.tree_map(jnp.asarray, topo), layout
+
+
+_TINY_WEIGHTS: dict[str, Path] = {}
+
+
+def tiny_weights() -> Path:
+    """Weights of an untrained `tiny` model, made once per process (seeded: always the same)."""
+    if "tiny" not in _TINY_WEIGHTS:
+        import tempfile
+
+        from foldlite import pipeline
+        from foldlite.train.checkpoint import save_weights
+        params, cfg = pipeline.init_params("tiny", seed=0)
+        path = Path(tempfile.mkdtemp(prefix="foldlite-test-weights-")) / "tiny-test.npz"
+        save_weights(path, params, cfg, {"name": "tiny-test", "note": "untrained, for tests"})
+        _TINY_WEIGHTS["tiny"] = path
+    return _TINY_WEIGHTS["tiny"]

@@ -57,6 +57,19 @@ def network_bytes(cfg: ModelConfig, n: int, chunk_size: int | None = None) -> in
     return int(total * MARGIN) + OVERHEAD_BYTES
 
 
+#: chunk sizes ``best_chunk_size`` considers
+CHUNK_CHOICES = (64, 32, 16, 8, 4)
+
+
+def best_chunk_size(cfg: ModelConfig, n: int) -> tuple[int, int]:
+    """``(chunk_size, bytes)``: the chunk size of ``CHUNK_CHOICES`` with the lowest estimate at
+    padded length ``n`` (the largest, so the fastest, within 2% of it)."""
+    est = {c: network_bytes(cfg, n, c) for c in CHUNK_CHOICES}
+    low = min(est.values())
+    chunk = next(c for c in CHUNK_CHOICES if est[c] <= low * 1.02)
+    return chunk, est[chunk]
+
+
 def longest_length(cfg: ModelConfig, limit: int, chunk_size: int | None = None) -> int:
     """The longest sequence whose length bucket (``features.length_bucket``) fits in ``limit``
     bytes by the estimate (0: none)."""
@@ -66,4 +79,4 @@ def longest_length(cfg: ModelConfig, limit: int, chunk_size: int | None = None) 
     return best
 
 
-__all__ = ["network_bytes", "longest_length"]
+__all__ = ["network_bytes", "longest_length", "best_chunk_size"]
