@@ -872,8 +872,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=_positive_int, metavar="N",
                         help="fail records longer than N residues")
     parser.add_argument("--chunk-size", type=_non_negative_int, metavar="N",
-                        help="chunk attention over N rows at a time to bound memory for long "
-                             "sequences (0: off; default: the model's)")
+                        help="evaluate every [L, L, *] stage (attention, triangle updates, "
+                             "transitions, IPA) N rows at a time to bound memory for long "
+                             "sequences (0: off; default: the model's); a record refused for "
+                             "memory names the chunk size that helps most")
     parser.add_argument("--memory-limit", type=_gib, metavar="GIB",
                         help="memory a record may need, in GiB (default: the device's memory; "
                              "on a CPU the available RAM); longer records are refused before "
