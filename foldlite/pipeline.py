@@ -9,8 +9,11 @@ Python API:
   FASTA file) end to end: features (optionally an MSA profile), the network for every seed
   (models ranked by mean pLDDT), then refinement of the best model.
 * ``predict_batch(input, outdir, ...) -> BatchResult``: what ``foldlite predict`` runs: every
-  record of a FASTA file into its own output folder (``foldlite.outputs``), with a progress bar,
-  failing records reported and skipped, complete records skipped on a re-run.
+  record of a FASTA file into its own output folder (``foldlite.outputs``), with a progress bar
+  (plain lines when stderr is not a terminal), failing records reported and skipped, complete
+  records skipped on a re-run. Checked before any work: the input, the weights and the device,
+  then the output folder (created and probed with a file); before each record: its memory
+  estimate against the device's (``check_memory``).
 
 Compilation: sequences are padded to a few length buckets (``features.length_bucket``) so a batch
 of varied lengths compiles a few executables, and JAX's persistent compilation cache lives in a
