@@ -5,17 +5,21 @@ Each subcommand lives beside the code it drives; a module named in ``COMMANDS`` 
 run gets imported, so ``foldlite --help`` is fast.
 
 A ``FoldliteError`` (a user's mistake) is printed as one message and exits with status 2;
-no traceback is shown for it.
+no traceback is shown for it. Ctrl-C exits with 130, SIGTERM with 143 (128 + the signal), after
+the command's cleanup.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+import warnings
 
 from foldlite import __version__
-from foldlite.errors import FoldliteError
+from foldlite.errors import FoldliteError, printable
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -56,14 +60,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    _one_line_warnings(args.command)
+    previous = _terminate_on_sigterm()
     try:
         return int(args._run(args) or 0)
     except FoldliteError as e:
-        print(f"foldlite {args.command}: error: {e}", file=sys.stderr)
+        print(f"foldlite {args.command}: error: {printable(str(e))}", file=sys.stderr)
         return e.exit_code
+    except Terminated:
+        print(f"foldlite {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"foldlite {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGINT
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _one_line_warnings(command: str) -> None:
+    """Warnings as one clean line (no source file, line number or code line)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        out = file if file is not None else sys.stderr
+        try:
+            text = " ".join(str(message).split())
+            out.write(f"foldlite {command}: warning: {printable(text)}\n")
+        except (OSError, ValueError):
+            pass
+    warnings.showwarning = show
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: stops the work as Ctrl-C does (temporary files removed, nothing half-written
+    under a final name), but the command exits with 143 (128 + SIGTERM), the convention."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _terminate_on_sigterm():
+    """Turn SIGTERM into ``Terminated`` for the command's run; returns the previous handler
+    (None when not in the main thread, where handlers cannot be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 if __name__ == "__main__":  # pragma: no cover

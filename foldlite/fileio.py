@@ -16,6 +16,8 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
+from foldlite.errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
@@ -38,6 +40,66 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs: Any) -> Iter
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _why(e: OSError) -> str:
+    return e.strerror or type(e).__name__
+
+
+def check_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create the folder ``path`` (and its parents) and prove it writable with a probe file;
+    returns it. Raises ``OutputError`` with one line when it cannot be (an existing file, no
+    permission, a read-only or full file system, a path under a file or /proc)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path}: exists and is not a folder (the {what} must be a folder)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot create the {what}: {_why(e)}") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".foldlite-probe.", suffix=".tmp", dir=path)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(b"probe\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        finally:
+            os.unlink(probe)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write into the {what}: {_why(e)}") from None
+    return path
+
+
+def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...] = ()) -> Path:
+    """Check, before the work, that the file ``path`` can be written: not a folder, a known
+    suffix (when ``suffixes`` are given), its folder creatable and writable. Raises
+    ``OutputError`` with one line."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give a file name"
+                          + (f" ({', '.join(suffixes)})" if suffixes else ""))
+    if suffixes and not path.name.lower().endswith(suffixes):
+        raise OutputError(f"{path}: unknown output format; the name must end with "
+                          f"{', '.join(suffixes)}")
+    check_output_dir(path.parent if str(path.parent) else Path("."), what="folder of the output")
+    return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, name: str) -> list[Path]:
+    """Remove what a killed ``atomic_open(folder/name)`` left: ``.{name}.*.tmp`` files."""
+    removed = []
+    folder = Path(folder)
+    try:
+        candidates = list(folder.glob(f".{name}.*.tmp"))
+    except OSError:
+        return removed
+    for p in candidates:
+        with contextlib.suppress(OSError):
+            if p.is_file():
+                p.unlink()
+                removed.append(p)
+    return removed
 
 
 def _umask() -> int:

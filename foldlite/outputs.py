@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from foldlite import fileio
+from foldlite.errors import printable
 
 if TYPE_CHECKING:  # pragma: no cover
     from foldlite.pipeline import Prediction
@@ -256,12 +257,12 @@ def write_record(outdir: str | os.PathLike, pred: "Prediction", *,
         pngs: dict[str, bytes] = {}
         if plots:
             pngs["plddt_png"] = viz.figure_png(viz.plot_plddt(
-                pred.plddt, title=f"{_short(pred.id)}: pLDDT (mean {float(np.mean(pred.plddt)):.1f})"))
+                pred.plddt, title=f"{_short(printable(pred.id))}: pLDDT (mean {float(np.mean(pred.plddt)):.1f})"))
             fileio.write_bytes(tmp / PLDDT_PNG, pngs["plddt_png"])
             files["plddt_png"] = PLDDT_PNG
             if pred.pae is not None:
                 pngs["pae_png"] = viz.figure_png(viz.plot_pae(
-                    pred.pae, title=f"{_short(pred.id)}: predicted aligned error"))
+                    pred.pae, title=f"{_short(printable(pred.id))}: predicted aligned error"))
                 fileio.write_bytes(tmp / PAE_PNG, pngs["pae_png"])
                 files["pae_png"] = PAE_PNG
         timings = dict(pred.timings)
@@ -269,7 +270,8 @@ def write_record(outdir: str | os.PathLike, pred: "Prediction", *,
         scores = scores_dict(dataclasses.replace(pred, timings=timings), files)
         fileio.write_json(tmp / SCORES_JSON, scores, indent=1)
         if html:
-            viz.write_html(tmp / VIEW_HTML, model, plddt=pred.plddt, pae=pred.pae, title=pred.id,
+            viz.write_html(tmp / VIEW_HTML, model, plddt=pred.plddt, pae=pred.pae,
+                           title=printable(pred.id),
                            info=summary_info(scores), js_path=js_path, **pngs)
             files["view_html"] = VIEW_HTML
         sizes = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
@@ -315,7 +317,9 @@ class SummaryRow:
     def cells(self) -> list[str]:
         def fmt(v: Any, f: str) -> str:
             return "" if v is None else f.format(v)
-        clean = lambda s: " ".join(str(s).split())  # no tabs or newlines inside a cell
+        # no tabs, newlines or terminal escape sequences inside a cell (the original id is in
+        # scores.json)
+        clean = lambda s: printable(" ".join(str(s).split()))
         return [clean(self.id), clean(self.dir), fmt(self.length, "{}"),
                 fmt(self.mean_plddt, "{:.2f}"), fmt(self.ptm, "{:.4f}"), self.status,
                 fmt(self.time_s, "{:.2f}"), clean(self.message)]
@@ -336,6 +340,14 @@ def read_summary(outdir: str | os.PathLike) -> list[dict[str, str]]:
         return []
     with open(p, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def remove_stale_files(outdir: str | os.PathLike) -> list[Path]:
+    """Remove what a killed run left in OUTDIR: temporary files of the summary
+    (``.summary.tsv.*.tmp``) and of the writability probe (record folders' leftovers,
+    ``.<name>.*.partial``, are removed when the record is written again)."""
+    return (fileio.remove_stale_temporaries(outdir, SUMMARY_TSV)
+            + fileio.remove_stale_temporaries(outdir, "foldlite-probe"))
 
 
 def write_summary(outdir: str | os.PathLike, rows: Sequence[SummaryRow],
@@ -361,5 +373,5 @@ __all__ = [
     "MODEL_PDB", "MODEL_CIF", "UNREFINED_PDB", "SCORES_JSON", "PLDDT_PNG", "PAE_PNG", "VIEW_HTML",
     "COMPLETE_MARKER", "SUMMARY_TSV", "SUMMARY_COLUMNS", "RESERVED_NAMES", "ranked_name",
     "is_complete", "read_scores", "find_model_file", "summary_info", "scores_dict",
-    "write_record", "SummaryRow", "read_summary", "write_summary",
+    "write_record", "SummaryRow", "read_summary", "write_summary", "remove_stale_files",
 ]

@@ -9,8 +9,11 @@ Python API:
   FASTA file) end to end: features (optionally an MSA profile), the network for every seed
   (models ranked by mean pLDDT), then refinement of the best model.
 * ``predict_batch(input, outdir, ...) -> BatchResult``: what ``foldlite predict`` runs: every
-  record of a FASTA file into its own output folder (``foldlite.outputs``), with a progress bar,
-  failing records reported and skipped, complete records skipped on a re-run.
+  record of a FASTA file into its own output folder (``foldlite.outputs``), with a progress bar
+  (plain lines when stderr is not a terminal), failing records reported and skipped, complete
+  records skipped on a re-run. Checked before any work: the input, the weights and the device,
+  then the output folder (created and probed with a file); before each record: its memory
+  estimate against the device's (``check_memory``).
 
 Compilation: sequences are padded to a few length buckets (``features.length_bucket``) so a batch
 of varied lengths compiles a few executables, and JAX's persistent compilation cache lives in a
@@ -39,7 +42,7 @@ import numpy as np
 
 import foldlite
 from foldlite.cache import cache_dir, enable_compilation_cache  # noqa: F401 (public here too)
-from foldlite.errors import FoldliteError, InputError
+from foldlite.errors import FoldliteError, InputError, OutputError, printable
 
 #: The shipped model.
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.npz"
@@ -72,6 +75,91 @@ def select_device(name: str | None = None):
         raise FoldliteError(f"--device {name}: no {name.upper()} visible to JAX; available: "
                             f"{', '.join(available)}{hint}")
     return devices[0]
+
+
+def device_memory_limit(device) -> int | None:
+    """Bytes a computation may use on ``device``: an accelerator's memory limit (JAX's
+    ``memory_stats``), on a CPU the available RAM (``MemAvailable``); None when unknown."""
+    if getattr(device, "platform", "cpu") != "cpu":
+        try:
+            stats = device.memory_stats() or {}
+        except Exception:  # noqa: BLE001 - not every backend reports memory
+            stats = {}
+        limit = stats.get("bytes_limit")
+        return int(limit) - int(stats.get("bytes_in_use", 0)) if limit else None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+#: atoms per residue the refinement's memory estimate assumes (atom14)
+_ATOMS_PER_RESIDUE = 14
+
+
+def memory_estimate(model: "Model", length: int, refine: bool = True) -> dict[str, int]:
+    """Estimated peak bytes of predicting ``length`` residues with ``model``: the network at
+    the padded length (``foldlite.model.memory``) and, with ``refine``, the refinement
+    (neighbour lists at their largest capacities)."""
+    from foldlite.data.features import length_bucket
+    from foldlite.model.memory import network_bytes
+
+    out = {"network": network_bytes(model.config, length_bucket(length))}
+    if refine:
+        from foldlite.physics.neighbors import list_bytes
+        out["refine"] = 2 * list_bytes(length * _ATOMS_PER_RESIDUE)
+    return out
+
+
+def _gib_text(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check_memory(model: "Model", length: int, *, refine: bool = True, limit: int | None = None,
+                 record: str = "query") -> None:
+    """Refuse, before it runs, a record whose estimated memory exceeds ``limit`` (default: the
+    device's, ``device_memory_limit``): ``FoldliteError`` naming the length, the estimate, the
+    limit and what to do."""
+    from foldlite.data.features import length_bucket
+    from foldlite.model.memory import best_chunk_size, longest_length
+
+    if limit is None:
+        limit = device_memory_limit(model.device)
+        where = ("available RAM" if getattr(model.device, "platform", "cpu") == "cpu"
+                 else f"memory of {describe_device(model.device)}")
+    else:
+        where = "--memory-limit"
+    if limit is None:
+        return
+    need = memory_estimate(model, length, refine)
+    stage, worst = max(need.items(), key=lambda kv: kv[1])
+    if worst <= limit:
+        return
+    chunk = int(model.config.chunk_size)
+    bucket = length_bucket(length)
+    hints = []
+    if stage == "network":
+        best, with_chunk = best_chunk_size(model.config, bucket)
+        if best != chunk and with_chunk < worst:
+            hints.append(f"--chunk-size {best} (estimate {_gib_text(with_chunk)})")
+        longest = longest_length(model.config, limit)
+        hints.append(f"--max-length {longest}" if longest else "--max-length")
+    else:
+        hints.append("--no-refine")
+    hints.append("a device with more memory")
+    raise FoldliteError(
+        f"record {record!r}: {length} residues (padded to {bucket}) need an estimated "
+        f"{_gib_text(worst)} for the {stage}"
+        + (f" (chunk size {chunk})" if stage == "network" else "")
+        + f", more than the {_gib_text(limit)} of {where}; refused before running. Try "
+        + ", or ".join(hints))
 
 
 def describe_device(device) -> str:
@@ -498,11 +586,13 @@ def predict(query: Any, *, model: Model | None = None, weights: str | os.PathLik
 
 @dataclasses.dataclass(frozen=True)
 class BatchEntry:
-    """One input record before validation: a valid ``record`` or the ``error`` that rejects it."""
+    """One input record before validation: a valid ``record`` or the ``error`` that rejects it;
+    ``notes``: one line on letters read by the substitution policy (U, O, B, Z, J, X)."""
 
     id: str
     record: Any
     error: str | None
+    notes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -522,20 +612,53 @@ class BatchResult:
         return self.failed == 0
 
 
+#: a sequence typed on the command line (INPUT, not --sequence) must be at least this long and
+#: all upper-case amino-acid letters, so that a mistyped file name is never folded.
+MIN_INLINE_SEQUENCE = 10
+_INLINE_LETTERS = frozenset("ACDEFGHIKLMNPQRSTVWYXUOBZJ")
+
+
 def _is_sequence_text(text: str) -> bool:
-    s = "".join(text.split())
-    return bool(s) and s.replace("*", "").isalpha()
+    """True for what can only be a sequence: >= MIN_INLINE_SEQUENCE upper-case amino-acid
+    letters (an optional final '*'), nothing else (no dot, no path separator)."""
+    s = text[:-1] if text.endswith("*") else text
+    return len(s) >= MIN_INLINE_SEQUENCE and set(s) <= _INLINE_LETTERS
 
 
-def read_batch_input(source: str | os.PathLike, max_length: int | None = None
-                     ) -> list[BatchEntry]:
-    """The records of a FASTA file (or a plain sequence), each validated on its own.
+def _sequence_entry(text: str, max_length: int | None) -> BatchEntry:
+    from foldlite.sequences import SequenceWarning, parse_sequence
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SequenceWarning)
+            record = parse_sequence(text, "query", max_length)
+    except InputError as e:
+        return BatchEntry("query", None, str(e))
+    notes = tuple(str(w.message) for w in caught if issubclass(w.category, SequenceWarning))
+    return BatchEntry("query", record, None, notes)
+
+
+def read_batch_input(source: str | os.PathLike | None, max_length: int | None = None, *,
+                     sequence: str | None = None) -> list[BatchEntry]:
+    """The records of a FASTA file (or one sequence), each validated on its own.
+
+    ``source`` is a FASTA file, or a plain sequence of at least ``MIN_INLINE_SEQUENCE``
+    upper-case amino-acid letters; anything else that is not an existing file is an error
+    naming the missing file (a mistyped file name is never folded as a sequence).
+    ``sequence`` (``--sequence``) is taken as a sequence whatever it looks like.
 
     File-level problems (missing, empty, not FASTA) raise ``InputError``; a record with bad
-    letters, a duplicate id or too many residues becomes an entry with an ``error``.
+    letters (undecodable bytes included), a duplicate id or too many residues becomes an entry
+    with an ``error``.
     """
-    from foldlite.sequences import parse_sequence, read_fasta
+    from foldlite.sequences import read_fasta_entries
 
+    if sequence is not None:
+        if source is not None:
+            raise InputError("give INPUT (a FASTA file or a sequence) or --sequence, not both")
+        return [_sequence_entry(sequence, max_length)]
+    if source is None:
+        raise InputError("no input: give a FASTA file, a sequence, or --sequence SEQ")
     path = Path(source)
     text = str(source)
     # os.path's tests (not Path's): a long sequence typed as INPUT is no valid file name
@@ -543,76 +666,36 @@ def read_batch_input(source: str | os.PathLike, max_length: int | None = None
     if not os.path.isfile(path):
         if os.path.exists(path):
             raise InputError(f"{path}: is a directory, not a FASTA file")
-        if _is_sequence_text(text) and not text.lower().endswith((".fasta", ".fa", ".faa")):
-            try:
-                return [BatchEntry("query", parse_sequence(text, "query", max_length), None)]
-            except InputError as e:
-                return [BatchEntry("query", None, str(e))]
-        raise InputError(f"{text}: no such FASTA file, and not a protein sequence")
-    try:
-        records = read_fasta(path)
-    except InputError:
-        records = None
-    if records is not None:  # every record valid: only lengths remain to check
-        entries = []
-        for r in records:
-            err = None
-            if max_length is not None and r.length > max_length:
-                err = (f"{path}: record {r.id!r}: {r.length} residues, more than "
-                       f"--max-length {max_length}")
-            entries.append(BatchEntry(r.id, None if err else r, err))
-        return entries
-    # Some record is invalid (or the file is): validate record by record to find out which.
-    import io
-
-    from Bio import SeqIO
-
-    raw = path.read_text(encoding="utf-8", errors="replace")
-    first = next((ln for ln in raw.splitlines() if ln.strip()), "")
-    if not first.lstrip().startswith(">"):
-        read_fasta(path)  # raises the file-level error
-    entries = []
-    seen: set[str] = set()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        bio = list(SeqIO.parse(io.StringIO(raw), "fasta"))
-    for n, rec in enumerate(bio, start=1):
-        rid = rec.id.strip() or f"record_{n}"
-        if not rec.id.strip():
-            entries.append(BatchEntry(rid, None, f"{path}: record {n} has an empty name after '>'"))
-            continue
-        if rid in seen:
-            entries.append(BatchEntry(rid, None, f"{path}: duplicate record id {rid!r} "
-                                                 f"(record {n})"))
-            continue
-        seen.add(rid)
-        try:
-            r = parse_sequence(str(rec.seq), name=rid, max_length=max_length)
-            r = dataclasses.replace(r, description=rec.description)
-            entries.append(BatchEntry(rid, r, None))
-        except InputError as e:
-            entries.append(BatchEntry(rid, None, f"{path}: {e}"))
-    if not entries:
-        read_fasta(path)  # raises "no records"
-    return entries
+        if _is_sequence_text(text):
+            return [_sequence_entry(text, max_length)]
+        raise InputError(f"{text}: no such FASTA file (a sequence given as INPUT needs at least "
+                         f"{MIN_INLINE_SEQUENCE} upper-case amino-acid letters; --sequence "
+                         "takes any)")
+    return [BatchEntry(e.id, e.record, e.error, e.notes)
+            for e in read_fasta_entries(path, max_length=max_length)]
 
 
-def predict_batch(source: str | os.PathLike, outdir: str | os.PathLike, *,
+def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *,
                   model: Model | None = None, weights: str | os.PathLike | None = None,
                   msa: Any = None, num_recycles: int | None = None, num_seeds: int = 1,
                   seed: int = 0, refine: bool = True, refine_steps: int | None = None,
                   max_length: int | None = None, chunk_size: int | None = None,
                   device: Any = None, overwrite: bool = False, quiet: bool = False,
-                  js_path: str | os.PathLike | None = None) -> BatchResult:
+                  js_path: str | os.PathLike | None = None, sequence: str | None = None,
+                  memory_limit: int | None = None) -> BatchResult:
     """Predict every record of ``source`` into ``outdir/<safe id>/``; write ``outdir/summary.tsv``.
 
     Records whose folder is complete are skipped (status ``cached``) unless ``overwrite``; a
-    record that fails is reported (status ``failed``, message in the summary) and the others go
-    on. The model is loaded only when a record needs predicting.
+    record that fails (bad letters, too long for the memory, an output that cannot be written)
+    is reported (status ``failed``, message in the summary) and the others go on. Before any
+    work: the input is read, the weights loaded and the device chosen (when a record needs the
+    model), and the output folder created and probed, so that a mistake there costs nothing.
+    ``sequence``: one sequence (``--sequence``) instead of ``source``. ``memory_limit``: bytes
+    a length bucket may need (default: the device's memory, ``memory.device_memory_limit``).
     """
     from tqdm import tqdm
 
-    from foldlite import outputs
+    from foldlite import fileio, outputs
     from foldlite.sequences import safe_name
 
     if num_seeds < 1:
@@ -625,70 +708,102 @@ def predict_batch(source: str | os.PathLike, outdir: str | os.PathLike, *,
         raise InputError(f"--max-length {max_length}: must be >= 1")
     from foldlite.viz import resolve_3dmol_js
     js = resolve_3dmol_js(js_path)
-    entries = read_batch_input(source, max_length=max_length)
+    entries = read_batch_input(source, max_length=max_length, sequence=sequence)
     if msa is not None and len(entries) != 1:
         raise InputError(f"--msa needs a single-record input; {source} holds {len(entries)} "
                          "records")
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
-    outdir.mkdir(parents=True, exist_ok=True)
-    root = outdir.resolve()
     taken: set[str] = set(outputs.RESERVED_NAMES)
     names = [safe_name(e.id, taken) for e in entries]
+    root = outdir.resolve()
     for n in names:  # defence in depth: a folder name never leaves OUTDIR
         if (root / n).resolve().parent != root:
             raise FoldliteError(f"internal error: unsafe folder name {n!r}")
+    todo = [e for e, n in zip(entries, names)
+            if e.error is None and (overwrite or not outputs.is_complete(outdir / n))]
+    if todo and model is None:  # bad weights or an unavailable device: before any folder
+        model = load_model(weights, device=device, chunk_size=chunk_size)
+    fileio.check_output_dir(outdir)
+    outputs.remove_stale_files(outdir)
+    if not quiet:
+        if sequence is not None or (source is not None and not os.path.isfile(source)):
+            what = f"a sequence of {entries[0].record.length} residues" if entries[0].record \
+                else "a sequence"
+            print(f"foldlite predict: input: {what} (record 'query')", file=sys.stderr)
+        else:
+            print(f"foldlite predict: input: FASTA file {source} ({len(entries)} records)",
+                  file=sys.stderr)
 
     rows: list[outputs.SummaryRow] = []
-    state: dict[str, Any] = {"model": model}
+    interactive = sys.stderr.isatty()
+    # a progress bar on a terminal; plain lines (no '\r' updates) into a file or a pipe
     bar = tqdm(list(zip(entries, names)), desc="foldlite predict", unit="record",
-               disable=quiet, file=sys.stderr, dynamic_ncols=True)
+               disable=quiet or not interactive, file=sys.stderr, dynamic_ncols=True)
+    total_n = len(entries)
 
-    def say(msg: str) -> None:
-        if not quiet:
-            bar.write(msg, file=sys.stderr)
+    def say(msg: str, always: bool = False) -> None:
+        if always or not quiet:
+            tqdm.write(msg, file=sys.stderr)
 
-    for entry, name in bar:
+    def save_summary() -> None:
+        try:
+            outputs.write_summary(outdir, rows)
+        except OSError as e:
+            bar.close()
+            raise OutputError(f"{outdir / outputs.SUMMARY_TSV}: cannot write the summary: "
+                              f"{e.strerror or e}; {sum(r.status == 'ok' for r in rows)} "
+                              "record(s) of this run are complete in their folders") from None
+
+    for k, (entry, name) in enumerate(bar, start=1):
         rec_dir = outdir / name
+        shown = printable(entry.id)
+        where = f"[{k}/{total_n}] " if not interactive else ""
         t0 = time.perf_counter()
+        for note in entry.notes:
+            say(f"{where}note: {note}")
         if entry.error is not None:
             rows.append(outputs.SummaryRow(entry.id, name, None, None, None, "failed", None,
                                            entry.error))
-            bar.write(f"failed: {entry.error}", file=sys.stderr)
+            say(f"{where}failed: {entry.error}", always=True)
         elif not overwrite and outputs.is_complete(rec_dir):
             rows.append(outputs.SummaryRow.from_scores(rec_dir, status="cached"))
-            say(f"{entry.id}: complete in {rec_dir}, skipped (--overwrite redoes it)")
+            say(f"{where}{shown}: complete in {rec_dir}, skipped (--overwrite redoes it)")
         else:
             try:
-                if state["model"] is None:
-                    state["model"] = load_model(weights, device=device, chunk_size=chunk_size)
-                pred = predict(entry.record, model=state["model"], msa=msa,
+                check_memory(model, entry.record.length, refine=refine, limit=memory_limit,
+                             record=entry.id)
+                pred = predict(entry.record, model=model, msa=msa,
                                num_recycles=num_recycles, num_seeds=num_seeds, seed=seed,
                                refine=refine, refine_steps=refine_steps, name=name)
-                outputs.write_record(outdir, pred, js_path=js)
+                try:
+                    outputs.write_record(outdir, pred, js_path=js)
+                except OSError as e:
+                    raise OutputError(f"record {entry.id!r}: cannot write its outputs into "
+                                      f"{outdir}: {e.strerror or e}") from None
                 total = time.perf_counter() - t0
                 rows.append(outputs.SummaryRow(pred.id, name, pred.length, pred.mean_plddt,
                                                pred.ptm, "ok", total))
-                say(f"{pred.id}: {pred.length} residues, mean pLDDT {pred.mean_plddt:.1f}, "
+                say(f"{where}{shown}: {pred.length} residues, mean pLDDT {pred.mean_plddt:.1f}, "
                     f"pTM {pred.ptm:.3f}, {total:.1f} s -> {rec_dir}")
             except KeyboardInterrupt:
+                bar.close()
                 raise
             except FoldliteError as e:
-                if state["model"] is None:  # no usable weights: every record would fail
-                    raise
                 rows.append(outputs.SummaryRow(entry.id, name, entry.record.length, None, None,
                                                "failed", time.perf_counter() - t0, str(e)))
-                bar.write(f"failed: {entry.id}: {e}", file=sys.stderr)
+                named = repr(entry.id) in str(e)  # the message names the record already
+                say(f"{where}failed: {'' if named else shown + ': '}{e}", always=True)
             except Exception as e:  # noqa: BLE001 - one record's crash must not stop the batch
                 msg = f"{type(e).__name__}: {e}"
                 rows.append(outputs.SummaryRow(entry.id, name, entry.record.length, None, None,
                                                "failed", time.perf_counter() - t0, msg))
-                bar.write(f"failed: {entry.id}: {msg}", file=sys.stderr)
+                say(f"{where}failed: {shown}: {msg}", always=True)
                 if os.environ.get("FOLDLITE_DEBUG"):
                     traceback.print_exc()
-        bar.set_postfix_str(f"{entry.id}: {time.perf_counter() - t0:.1f} s", refresh=False)
-        outputs.write_summary(outdir, rows)
+        bar.set_postfix_str(f"{shown}: {time.perf_counter() - t0:.1f} s", refresh=False)
+        save_summary()
     bar.close()
     result = BatchResult(rows=rows, summary_path=outdir / outputs.SUMMARY_TSV)
     if not quiet:
@@ -721,9 +836,22 @@ def _non_negative_int(text: str) -> int:
     return v
 
 
+def _gib(text: str) -> int:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of GiB, got {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return int(v * 2**30)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input", metavar="INPUT",
-                        help="a FASTA file (one or many records) or a plain one-letter sequence")
+    parser.add_argument("input", metavar="INPUT", nargs="?",
+                        help="a FASTA file (one or many records), or a plain sequence of at "
+                             f"least {MIN_INLINE_SEQUENCE} upper-case one-letter codes")
+    parser.add_argument("--sequence", metavar="SEQ",
+                        help="predict this one-letter sequence (record 'query') instead of INPUT")
     parser.add_argument("-o", "--output", "--outdir", dest="outdir", required=True,
                         metavar="OUTDIR", help="output folder: one subfolder per record and "
                                                "summary.tsv")
@@ -747,8 +875,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=_positive_int, metavar="N",
                         help="fail records longer than N residues")
     parser.add_argument("--chunk-size", type=_non_negative_int, metavar="N",
-                        help="chunk attention over N rows at a time to bound memory for long "
-                             "sequences (0: off; default: the model's)")
+                        help="evaluate every [L, L, *] stage (attention, triangle updates, "
+                             "transitions, IPA) N rows at a time to bound memory for long "
+                             "sequences (0: off; default: the model's); a record refused for "
+                             "memory names the chunk size that helps most")
+    parser.add_argument("--memory-limit", type=_gib, metavar="GIB",
+                        help="memory a record may need, in GiB (default: the device's memory; "
+                             "on a CPU the available RAM); longer records are refused before "
+                             "they run")
     parser.add_argument("--device", choices=DEVICES, help="run on this device (default: JAX's)")
     parser.add_argument("--overwrite", action="store_true",
                         help="redo records whose outputs are already complete")
@@ -763,10 +897,12 @@ def run(args: argparse.Namespace) -> int:
         num_recycles=args.num_recycles, num_seeds=args.num_seeds, seed=args.seed,
         refine=args.refine, refine_steps=args.refine_steps, max_length=args.max_length,
         chunk_size=args.chunk_size, device=args.device, overwrite=args.overwrite,
-        quiet=args.quiet, js_path=args.js_path)
+        quiet=args.quiet, js_path=args.js_path, sequence=args.sequence,
+        memory_limit=args.memory_limit)
     return 0 if result.ok else 1
 
 
 __all__ = ["DEFAULT_WEIGHTS", "Model", "Prediction", "RankedModel", "BatchResult", "BatchEntry",
            "load_model", "init_params", "predict", "predict_batch", "read_batch_input",
-           "enable_compilation_cache", "cache_dir", "select_device", "versions"]
+           "enable_compilation_cache", "cache_dir", "select_device", "versions",
+           "check_memory", "memory_estimate", "device_memory_limit", "MIN_INLINE_SEQUENCE"]

@@ -38,6 +38,8 @@ __all__ = [
     "Msa",
     "GAP",
     "read_fasta",
+    "read_fasta_entries",
+    "FastaEntry",
     "parse_sequence",
     "read_a3m",
     "msa_profile",
@@ -131,6 +133,18 @@ def _positions(idx) -> str:
     return text
 
 
+def _describe_char(ch: str) -> str:
+    """A letter for a message: quoted when printable ASCII, else its code and Unicode name (an
+    undecodable byte, read with ``surrogateescape``, as that byte)."""
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"byte 0x{code - 0xDC00:02x} (not UTF-8 text; is the file in another encoding?)"
+    if ch.isascii() and ch.isprintable():
+        return repr(ch)
+    name = unicodedata.name(ch, "")
+    return f"{ch!r} (U+{code:04X}{' ' + name if name else ''})"
+
+
 def _encode(raw: str, record: str, path: str | None, max_length: int | None
             ) -> tuple[str, np.ndarray]:
     """Normalise and encode a sequence; return (sequence, aatype). Raises InputError."""
@@ -151,8 +165,8 @@ def _encode(raw: str, record: str, path: str | None, max_length: int | None
         elif seq[i] == "*":
             hint = " (a stop '*' is allowed only at the end)"
         more = f"; {bad.size} bad letters in all" if bad.size > 1 else ""
-        raise InputError(f"{_where(path, record)}: position {i + 1}: {original[i]!r} is not an "
-                         f"amino-acid letter{hint}{more}")
+        raise InputError(f"{_where(path, record)}: position {i + 1}: {_describe_char(original[i])}"
+                         f" is not an amino-acid letter{hint}{more}")
     if max_length is not None and len(seq) > max_length:
         raise InputError(f"{_where(path, record)}: {len(seq)} residues, more than the length "
                          f"limit max_length={max_length}")
@@ -203,8 +217,102 @@ def _read_checked(path: Path, kind: str) -> str:
                          "UTF-8)") from None
 
 
+@dataclasses.dataclass(frozen=True)
+class FastaEntry:
+    """One record of a FASTA file, validated on its own.
+
+    Attributes:
+      number: 1-based position of the record in the file.
+      id: the record id (first word of the header; not yet made safe for a file name).
+      record: the valid ``SequenceRecord``, or None.
+      error: why the record is refused (names the file, the record and the position), or None.
+      notes: one line per record on letters read by the substitution policy (U, O, B, Z, J, X).
+    """
+
+    number: int
+    id: str
+    record: SequenceRecord | None
+    error: str | None
+    notes: tuple[str, ...] = ()
+
+
+def _split_fasta(raw: bytes) -> list[tuple[str, bytes]]:
+    """(header without '>', sequence bytes without whitespace) of each record.
+
+    Bytes, not text: a byte that is not UTF-8 in one record (a Latin-1 letter, a pasted binary
+    fragment) is that record's error, found when its letters are checked, not the file's."""
+    records: list[tuple[str, list[bytes]]] = []
+    for line in raw.splitlines():
+        if line.lstrip().startswith(b">"):
+            header = line.lstrip()[1:].decode("utf-8", errors="replace").strip()
+            records.append((header, []))
+        elif records:
+            records[-1][1].append(b"".join(line.split()))
+    return [(h, b"".join(parts)) for h, parts in records]
+
+
+def read_fasta_entries(path: str | os.PathLike, max_length: int | None = None
+                       ) -> list[FastaEntry]:
+    """Every record of a FASTA file, each validated on its own (what a batch predicts from).
+
+    Raises:
+      InputError: for problems of the whole file: missing, a folder, empty, not text, no '>'
+        header before the sequence, no records.
+    Returns:
+      One ``FastaEntry`` per record, in file order; a record with an empty id, a duplicate id,
+      an empty sequence, a character that is not an amino-acid letter (an undecodable byte
+      included) or more than ``max_length`` residues has an ``error`` naming the file, the
+      record and the 1-based position.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: FASTA file not found")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a FASTA file")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputError(f"{path}: FASTA file is empty")
+    first = next((ln for ln in raw.splitlines() if ln.strip()), b"")
+    if not first.lstrip().startswith(b">"):
+        try:
+            shown = first.decode("utf-8").strip()[:30]
+        except UnicodeDecodeError:
+            raise InputError(f"{path}: not a text FASTA file (its first line is not UTF-8 "
+                             "text)") from None
+        raise InputError(f"{path}: no FASTA records (a record starts with a '>' header line; the "
+                         f"file starts with {shown!r})")
+    entries: list[FastaEntry] = []
+    seen: dict[str, int] = {}
+    for n, (header, letters) in enumerate(_split_fasta(raw), start=1):
+        rid = header.split(maxsplit=1)[0] if header else ""
+        if not rid:
+            entries.append(FastaEntry(n, f"record_{n}", None,
+                                      f"{path}: record {n} has an empty name after '>'"))
+            continue
+        if rid in seen:
+            entries.append(FastaEntry(n, rid, None, f"{path}: duplicate record id {rid!r} "
+                                                    f"(records {seen[rid]} and {n})"))
+            continue
+        seen[rid] = n
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", SequenceWarning)
+                normalised, aatype = _encode(letters.decode("utf-8", errors="surrogateescape"),
+                                             rid, str(path), max_length)
+        except InputError as e:
+            entries.append(FastaEntry(n, rid, None, str(e)))
+            continue
+        notes = tuple(str(w.message) for w in caught if issubclass(w.category, SequenceWarning))
+        entries.append(FastaEntry(n, rid, SequenceRecord(id=rid, description=header,
+                                                         sequence=normalised, aatype=aatype),
+                                  None, notes))
+    if not entries:
+        raise InputError(f"{path}: no FASTA records")
+    return entries
+
+
 def read_fasta(path: str | os.PathLike, max_length: int | None = None) -> list[SequenceRecord]:
-    """Read one or many protein sequences from a FASTA file (via ``Bio.SeqIO``).
+    """Read one or many protein sequences from a FASTA file.
 
     Args:
       path: the FASTA file.
@@ -214,40 +322,17 @@ def read_fasta(path: str | os.PathLike, max_length: int | None = None) -> list[S
     Raises:
       InputError: naming the file (and the record and 1-based position where they apply) for a
         missing or empty file, no records, an empty sequence, a record without an id, duplicate
-        ids, a letter that is not an amino acid, or a sequence longer than ``max_length``.
+        ids, a letter that is not an amino acid, or a sequence longer than ``max_length``
+        (the first such problem; ``read_fasta_entries`` reports every record on its own).
     """
-    import io
-
-    from Bio import SeqIO
-
-    path = Path(path)
-    text = _read_checked(path, "FASTA")
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
-    if not first.lstrip().startswith(">"):
-        raise InputError(f"{path}: no FASTA records (a record starts with a '>' header line; the "
-                         f"file starts with {first.strip()[:30]!r})")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            bio_records = list(SeqIO.parse(io.StringIO(text), "fasta"))
-    except ValueError as exc:
-        raise InputError(f"{path}: not a readable FASTA file ({exc})") from None
-    if not bio_records:
-        raise InputError(f"{path}: no FASTA records")
-    records: list[SequenceRecord] = []
-    seen: dict[str, int] = {}
-    for n, rec in enumerate(bio_records, start=1):
-        rid = rec.id.strip()
-        if not rid:
-            raise InputError(f"{path}: record {n} has an empty name after '>'")
-        if rid in seen:
-            raise InputError(f"{path}: duplicate record id {rid!r} (records {seen[rid]} and {n})")
-        seen[rid] = n
-        letters = bytes(rec.seq).decode("utf-8", errors="replace")
-        normalised, aatype = _encode(letters, rid, str(path), max_length)
-        records.append(SequenceRecord(id=rid, description=rec.description, sequence=normalised,
-                                      aatype=aatype))
-    return records
+    entries = read_fasta_entries(path, max_length)
+    for e in entries:
+        if e.error is not None:
+            raise InputError(e.error)
+    for e in entries:
+        for note in e.notes:
+            warnings.warn(note, SequenceWarning, stacklevel=2)
+    return [e.record for e in entries]
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,26 +501,40 @@ def msa_profile(msa: Msa | np.ndarray, weighting: bool = True) -> np.ndarray:
 # Output names
 # --------------------------------------------------------------------------------------------
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^\w.-]+")
 _WINDOWS_RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL"] + [f"COM{i}" for i in range(1, 10)]
     + [f"LPT{i}" for i in range(1, 10)])
 
 
+def _file_name_letters(text: str) -> str:
+    """Accented Latin letters as their base letter ('é' -> 'e', full-width 'Ａ' -> 'A'); other
+    letters and digits (Cyrillic, Greek, CJK, ...) kept; anything else '_'."""
+    out = []
+    for ch in unicodedata.normalize("NFC", text):
+        if ch.isascii():
+            out.append(ch)
+            continue
+        base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode("ascii")
+        out.append(base if base else ch if ch.isalnum() else "_")
+    return "".join(out)
+
+
 def safe_name(record_id: str, taken: set[str] | None = None, max_length: int = 64) -> str:
     """A file-system-safe, unique name for a record id (for output files and folders).
 
-    The result holds only ``A-Za-z0-9._-`` (accents are dropped, anything else becomes '_'), has
-    no path separator, no '..', no control characters, does not start with '.' or '-', is not a
-    Windows device name, is not empty ('unnamed'), has at most ``max_length`` characters, and
-    differs from every name in ``taken`` (also case-insensitively from names safe_name put there),
-    by a suffix ``_2``, ``_3``, ... The chosen name is added to ``taken`` (with its lower-case
-    form, so names stay distinct on case-insensitive file systems).
+    The result holds only letters, digits and ``._-`` (accented Latin letters become their base
+    letter; letters of other scripts are kept, so 'протеин_α' stays readable; anything else
+    becomes '_'), has no path separator, no '..', no control characters, does not start with
+    '.' or '-', is not a Windows device name, is not empty ('unnamed'), has at most
+    ``max_length`` characters, and differs from every name in ``taken`` (also
+    case-insensitively from names safe_name put there), by a suffix ``_2``, ``_3``, ... The
+    chosen name is added to ``taken`` (with its lower-case form, so names stay distinct on
+    case-insensitive file systems).
     """
     if max_length < 8:
         raise ValueError("max_length must be at least 8")
-    text = unicodedata.normalize("NFKD", str(record_id))
-    text = text.encode("ascii", "ignore").decode("ascii")
+    text = _file_name_letters(str(record_id))
     text = _UNSAFE.sub("_", text)
     text = re.sub(r"\.{2,}", ".", text)
     text = re.sub(r"_{2,}", "_", text)

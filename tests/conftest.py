@@ -83,3 +83,20 @@ def write_tiny_dataset(out: Path) -> tuple[Path, str]:
     (out / "tiny_valid.txt").write_text("T4_A\nT5_A\n")
     (out / "tiny_test.txt").write_text("T5_A\nT4_A\n")
     return ds, str(prefix)
+
+
+_TINY_WEIGHTS: dict[str, Path] = {}
+
+
+def tiny_weights() -> Path:
+    """Weights of an untrained `tiny` model, made once per process (seeded: always the same)."""
+    if "tiny" not in _TINY_WEIGHTS:
+        import tempfile
+
+        from foldlite import pipeline
+        from foldlite.train.checkpoint import save_weights
+        params, cfg = pipeline.init_params("tiny", seed=0)
+        path = Path(tempfile.mkdtemp(prefix="foldlite-test-weights-")) / "tiny-test.npz"
+        save_weights(path, params, cfg, {"name": "tiny-test", "note": "untrained, for tests"})
+        _TINY_WEIGHTS["tiny"] = path
+    return _TINY_WEIGHTS["tiny"]

@@ -21,6 +21,7 @@ import pytest
 # persistent compilation cache, so each executable is compiled once per machine.
 os.environ.setdefault("FOLDLITE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "foldlite-test-cache"))
 
+from conftest import tiny_weights  # noqa: E402
 from foldlite import outputs, pipeline  # noqa: E402
 from foldlite.cli import main  # noqa: E402
 from foldlite.errors import InputError  # noqa: E402
@@ -31,19 +32,6 @@ MULTI = EXAMPLES / "multi.fasta"
 TRPCAGE = "NLYIQWLKDGGPSSGRPPPS"
 HP35 = "LSDEDFKAVFGMTRSAFANLPLWKQQNLKKEKGLF"
 REFINE_STEPS = "5"
-
-_WEIGHTS: dict[str, Path] = {}
-
-
-def tiny_weights() -> Path:
-    """Weights of an untrained `tiny` model, made once per process (seeded: always the same)."""
-    if "tiny" not in _WEIGHTS:
-        from foldlite.train.checkpoint import save_weights
-        params, cfg = pipeline.init_params("tiny", seed=0)
-        path = Path(tempfile.mkdtemp(prefix="foldlite-test-weights-")) / "tiny-test.npz"
-        save_weights(path, params, cfg, {"name": "tiny-test", "note": "untrained, for tests"})
-        _WEIGHTS["tiny"] = path
-    return _WEIGHTS["tiny"]
 
 
 @pytest.fixture(scope="module")

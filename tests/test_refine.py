@@ -196,6 +196,21 @@ def test_cli_refine_end_to_end(native, tmp_path, monkeypatch, capsys):
     assert got.length == N_RES and got.sequence == native.sequence
     report = json.loads(rep.read_text())
     assert report["metrics_after"]["violations"] == 0
+    # -o naming a folder writes into it; an output that cannot be written is an error before
+    # the work (issue 16, item 5)
+    folder = tmp_path / "refined"
+    folder.mkdir()
+    assert cli_main(["refine", str(src), "-o", str(folder), "--max-steps",
+                     str(CONFIG.max_steps)]) == 0
+    assert read_structure(folder / "noisy_refined.pdb").length == N_RES
+    capsys.readouterr()
+    refine_mod = importlib.import_module("foldlite.physics.refine")
+    monkeypatch.setattr(refine_mod, "refine", lambda *a, **k: pytest.fail("refined anyway"))
+    for bad in (["-o", str(out / "sub.pdb")], ["-o", str(folder), "--report", str(folder)]):
+        assert cli_main(["refine", str(src), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error") == 1 and "Traceback" not in err
+    monkeypatch.undo()
     # Errors are one line and exit status 2.
     assert cli_main(["refine", str(tmp_path / "missing.pdb"), "-o", str(out)]) == 2
     water = tmp_path / "water.pdb"

@@ -56,7 +56,7 @@ def test_missing_empty_and_no_records(tmp_path):
     with pytest.raises(InputError, match="is a directory"):
         S.read_fasta(tmp_path)
     binary = tmp_path / "bin.fasta"
-    binary.write_bytes(b">a\n\xff\xfeMKV\n")
+    binary.write_bytes(b"\xff\xfe>a\nMKV\n")
     with pytest.raises(InputError, match="bin.fasta.*not a text"):
         S.read_fasta(binary)
 
@@ -292,7 +292,7 @@ def test_safe_name_properties(raw):
     assert name and len(name) <= 64
     assert "/" not in name and "\\" not in name and ".." not in name
     assert not name.startswith((".", "-"))
-    assert all(c.isascii() and (c.isalnum() or c in "._-") for c in name)
+    assert all(c.isalnum() or c in "._-" for c in name) and name.isprintable()
     assert name.split(".")[0].upper() not in {"CON", "NUL", "PRN", "AUX"}
 
 

@@ -198,7 +198,7 @@ def test_nonfinite_steps_are_skipped_then_stop(dataset, tmp_path):
     assert all(np.all(np.isfinite(x)) for x in jax.tree_util.tree_leaves(state.opt_state))
 
 
-def test_sigterm_writes_checkpoint(dataset, tmp_path):
+def test_sigterm_writes_checkpoint(dataset, tmp_path, capsys):
     from foldlite.train.batches import TrainingData
     from foldlite.train.trainer import Trainer
 
@@ -211,8 +211,15 @@ def test_sigterm_writes_checkpoint(dataset, tmp_path):
     assert res.stopped == "signal" and res.step in (1, 2)
     assert ck.CheckpointManager(tmp_path / "checkpoints").steps() == [res.step]
     assert signal.getsignal(signal.SIGTERM) is old  # handler restored
+    # a newer checkpoint damaged by a crash is skipped, by name (issue 16, item 6)
+    damaged = ck.CheckpointManager(tmp_path / "checkpoints").path(res.step + 5)
+    damaged.write_bytes(b"PK\x03\x04 truncated")
+    capsys.readouterr()
     res2 = Trainer(cfg, resume=True, progress=False).train(until_step=3)
     assert res2.step == 3 and res2.stopped == "until"
+    err = capsys.readouterr().err
+    assert f"skipping a damaged checkpoint: {damaged}" in err and "Traceback" not in err
+    assert f"newest intact checkpoint {damaged.parent / f'ckpt_{res.step:08d}.npz'}" in err
 
 
 def test_cli_train_then_evaluate(dataset, tmp_path, capsys):

@@ -183,8 +183,11 @@ def chunked(fn: Callable[..., Any], chunk_size: int, args: Sequence[Any],
     ``in_axes`` entry of ``None`` are passed whole; the others are split along their axis
     (all of the same length ``n``). Every output of ``fn`` carries the chunked axis at
     ``out_axis``.
-    Chunks run one after another (``jax.lax.map``); the last one is padded by repeating the
-    final row, and the padding is dropped. ``chunk_size <= 0`` or ``>= n`` runs unchunked.
+    Chunks run one after another (``jax.lax.fori_loop``), each written in place into the
+    preallocated outputs, so the peak is the outputs plus one chunk's temporaries (no stacked
+    copy of the outputs); the last chunk starts at ``n - chunk_size`` (it recomputes a few rows
+    of the one before, which ``fn``'s independence makes harmless). ``chunk_size <= 0`` or
+    ``>= n`` runs unchunked.
     """
     sizes = {a.shape[ax] for a, ax in zip(args, in_axes) if ax is not None}
     if len(sizes) != 1:
@@ -193,28 +196,22 @@ def chunked(fn: Callable[..., Any], chunk_size: int, args: Sequence[Any],
     if chunk_size <= 0 or chunk_size >= n:
         return fn(*args)
     num_chunks = -(-n // chunk_size)
-    padded = num_chunks * chunk_size
-    split = []
-    for a, ax in zip(args, in_axes):
-        if ax is None:
-            continue
-        a = jnp.moveaxis(a, ax, 0)
-        if padded != n:
-            a = jnp.pad(a, [(0, padded - n)] + [(0, 0)] * (a.ndim - 1), mode="edge")
-        split.append(a.reshape((num_chunks, chunk_size) + a.shape[1:]))
 
-    def body(chunk_args):
-        it = iter(chunk_args)
-        full = [next(it) if ax is not None else a for a, ax in zip(args, in_axes)]
-        # the chunk axis is back at position ``ax`` for the function
-        full = [jnp.moveaxis(a, 0, ax) if ax is not None else a for a, ax in zip(full, in_axes)]
-        return fn(*full)
+    def piece(start):
+        return [a if ax is None else jax.lax.dynamic_slice_in_dim(a, start, chunk_size, ax)
+                for a, ax in zip(args, in_axes)]
 
-    out = jax.lax.map(body, tuple(split))  # every output: [num_chunks, ..., chunk, ...]
+    shapes = jax.eval_shape(lambda: fn(*piece(0)))
 
-    def merge(y):
-        y = jnp.moveaxis(y, 0, out_axis)  # [..., num_chunks, chunk, ...]
-        y = y.reshape(y.shape[:out_axis] + (padded,) + y.shape[out_axis + 2:])
-        return jax.lax.slice_in_dim(y, 0, n, axis=out_axis)
+    def empty(sd):
+        shape = list(sd.shape)
+        shape[out_axis] = n
+        return jnp.zeros(shape, sd.dtype)
 
-    return jax.tree_util.tree_map(merge, out)
+    def body(i, out):
+        start = jnp.minimum(i * chunk_size, n - chunk_size)
+        y = fn(*piece(start))
+        return jax.tree_util.tree_map(
+            lambda o, v: jax.lax.dynamic_update_slice_in_dim(o, v, start, out_axis), out, y)
+
+    return jax.lax.fori_loop(0, num_chunks, body, jax.tree_util.tree_map(empty, shapes))

@@ -84,10 +84,10 @@ class _Pass(hk.Module):
         structure = StructureModule(cfg.structure)
         if recycle_only:
             frames, _ = structure(s, z, aatype, mask, is_training=is_training,
-                                  compute_atoms=False)
+                                  compute_atoms=False, chunk_size=chunk_size)
             return None, {"single": s, "pair": z,
                           "positions": pseudo_beta_from_frames(frames, aatype)}
-        st = structure(s, z, aatype, mask, is_training=is_training)
+        st = structure(s, z, aatype, mask, is_training=is_training, chunk_size=chunk_size)
         out = ModelOutput(
             frames=st.frames, traj_frames=st.traj_frames, sidechain_frames=st.sidechain_frames,
             torsions=st.torsions, unnormalized_torsions=st.unnormalized_torsions,

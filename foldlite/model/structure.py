@@ -98,7 +98,8 @@ class StructureModule(hk.Module):
 
     def __call__(self, s: jnp.ndarray, z: jnp.ndarray, aatype: jnp.ndarray, mask: jnp.ndarray,
                  *, is_training: bool = False, initial_frames: Rigid | None = None,
-                 compute_atoms: bool = True) -> StructureOutput | tuple[Rigid, jnp.ndarray]:
+                 compute_atoms: bool = True, chunk_size: int = 0
+                 ) -> StructureOutput | tuple[Rigid, jnp.ndarray]:
         """
         Args:
           s: [N, C_s] single representation from the trunk.
@@ -107,6 +108,8 @@ class StructureModule(hk.Module):
           mask: [N] 1 for real residues.
           initial_frames: Rigid [N] in Angstrom to start from (default: identity frames).
           compute_atoms: False returns only ``(final frames, final single)`` (recycling passes).
+          chunk_size: > 0: IPA in blocks of query rows, with the pair layer norm applied block
+            by block (no normalised copy of ``z``): bounded memory for long sequences.
         """
         cfg = self.cfg
         s = s.astype(jnp.float32)
@@ -114,7 +117,11 @@ class StructureModule(hk.Module):
         mask = mask.astype(jnp.float32)
         n, c_s = s.shape
         s_initial = LayerNorm(name="norm_single")(s)
-        z = LayerNorm(name="norm_pair")(z)
+        if chunk_size > 0:
+            pair_norm = LayerNorm(name="norm_pair").weights(z.shape[-1])
+        else:
+            pair_norm = None
+            z = LayerNorm(name="norm_pair")(z)
         s = Linear(c_s, name="initial_projection")(s_initial)
         if initial_frames is None:
             frames = Rigid.identity((n,))
@@ -133,7 +140,7 @@ class StructureModule(hk.Module):
 
         def iteration(carry, _):
             s_, t_ = carry
-            s_ = s_ + ipa(s_, z, t_, mask)
+            s_ = s_ + ipa(s_, z, t_, mask, chunk_size=chunk_size, pair_norm=pair_norm)
             s_ = norm_ipa(dropout(s_, cfg.dropout, is_training))
             h = s_
             for layer in transition:

@@ -51,22 +51,21 @@ class TriangleMultiplication(hk.Module):
         w_o, b_o = Linear(c_z, init="final", name="output").weights((c,))
         w_g, b_g = Linear(c_z, init="gating", name="gate").weights((c_z,))
 
-        def project(z_c, m_c):
+        def project(z_c, m_c, parts=slice(None)):
             # z_c [r, N, C_z] rows of z; m_c [r, N] their pair mask -> a, b: [c, r, N].
             # Projecting straight into the channel-first layout avoids a transpose of the
-            # [N, N, 4c] projections (measured 2x faster on CPU).
+            # [N, N, 4c] projections (measured 2x faster on CPU). ``parts``: slice(0, 2c) for
+            # ``a`` alone, slice(2c, 4c) for ``b`` alone (one [c, N, N] array, not two).
             zn = layer_norm(z_c, *ln_in).astype(dtype)
-            p = jnp.einsum("ijd,de->eij", zn, w_ab.astype(dtype)) + b_ab.astype(dtype)[:, None,
-                                                                                      None]
+            w, bias = w_ab[:, parts], b_ab[parts]
+            p = jnp.einsum("ijd,de->eij", zn, w.astype(dtype)) + bias.astype(dtype)[:, None, None]
             m = m_c.astype(dtype)
-            a = jax.nn.sigmoid(p[:c]) * p[c:2 * c] * m
-            b = jax.nn.sigmoid(p[2 * c:3 * c]) * p[3 * c:] * m
-            return a, b
+            gated = [jax.nn.sigmoid(p[k:k + c]) * p[k + c:k + 2 * c] * m
+                     for k in range(0, p.shape[0], 2 * c)]
+            return tuple(gated) if len(gated) > 1 else gated[0]
 
-        a, b = chunked(project, chunk_size, (z, pair_mask), (0, 0), out_axis=1)  # [c, N, N]
         # outgoing: x_ij = sum_k a_ik b_jk; incoming: x_ij = sum_k a_ki b_kj
         spec = "cik,cjk->cij" if self.outgoing else "cki,ckj->cij"
-        a_axis = 1 if self.outgoing else 2
 
         def finish(x_c, z_c):
             # x_c [c, r, N] products for rows i; z_c [r, N, C_z] the same rows of z (gate).
@@ -77,9 +76,22 @@ class TriangleMultiplication(hk.Module):
             return (out * gate).astype(jnp.float32)
 
         if chunk_size > 0:
-            # bounded memory: product and output for a block of rows at a time
-            return chunked(lambda a_c, z_c: finish(jnp.einsum(spec, a_c, b), z_c),
-                           chunk_size, (a, z), (a_axis, 0))
+            # bounded memory: only ``b`` is held whole ([c, N, N]); ``a`` for a block of rows
+            # i (outgoing: rows i of z; incoming: columns i of z), its product with ``b`` and
+            # the output are made a block at a time.
+            b = chunked(lambda z_c, m_c: project(z_c, m_c, slice(2 * c, 4 * c)), chunk_size,
+                        (z, pair_mask), (0, 0), out_axis=1)
+            z_axis = 0 if self.outgoing else 1
+
+            def block(z_a, m_a, z_c):
+                a_c = project(jnp.moveaxis(z_a, z_axis, 0), jnp.moveaxis(m_a, z_axis, 0),
+                              slice(0, 2 * c))
+                # a_c [c, r, N]: a_{i k} for the block's i (outgoing) / a_{k i} transposed
+                x_c = jnp.einsum("cik,cjk->cij" if self.outgoing else "cik,ckj->cij", a_c, b)
+                return finish(x_c, z_c)
+
+            return chunked(block, chunk_size, (z, pair_mask, z), (z_axis, z_axis, 0))
+        a, b = chunked(project, chunk_size, (z, pair_mask), (0, 0), out_axis=1)  # [c, N, N]
         # fastest: one batched matrix product, then the per-position output side over
         # cache-sized row blocks
         x = jnp.einsum(spec, a, b)  # [c, N, N]

@@ -215,6 +215,14 @@ def list_sizes(capacities: dict, num_atoms: int) -> dict:
             "candidate_capacity": int(capacities["candidates_per_atom"]) * num_atoms}
 
 
+def list_bytes(num_atoms: int, capacities: dict = MAX_CAPACITIES) -> int:
+    """Bytes of building one neighbour list for ``num_atoms`` atoms (an upper bound, at the
+    largest capacities by default): about six 4-byte values per candidate slot and four per
+    kept pair."""
+    sizes = list_sizes(capacities, num_atoms)
+    return 4 * (6 * sizes["candidate_capacity"] + 4 * sizes["capacity"])
+
+
 def capacity_level(caps: dict) -> int:
     """Index of the smallest set of ``CAPACITY_LADDER`` holding ``caps``."""
     for level, step in enumerate(CAPACITY_LADDER):

@@ -639,7 +639,8 @@ def refine(protein, plddt=None, *, config: RefineConfig = RefineConfig(),
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="structure to refine (PDB or mmCIF, .gz ok)")
     parser.add_argument("-o", "--output", required=True,
-                        help="refined structure (.pdb, or .cif for mmCIF)")
+                        help="refined structure (.pdb, or .cif for mmCIF); an existing folder "
+                             "gets INPUT_refined.pdb inside it")
     parser.add_argument("--chain", default=None,
                         help="refine only this chain (default: every protein chain, together)")
     parser.add_argument("--restraint-weight", type=float, default=None,
@@ -679,6 +680,17 @@ def run(args) -> int:
     path = Path(args.input)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    # outputs are checked before the work: an existing folder gets <input>_refined.pdb (.cif
+    # for an mmCIF input) inside it; a file that cannot be written is an error now
+    output = Path(args.output)
+    if output.is_dir():
+        stem = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
+        stem, dot, ext = stem.rpartition(".")
+        suffix = ".cif" if dot and ext.lower() in ("cif", "mmcif") else ".pdb"
+        output = output / f"{stem or ext}_refined{suffix}"
+    fileio.check_output_file(output)
+    if args.report:
+        fileio.check_output_file(args.report)
     if args.chain:
         chains: Sequence = [read_structure(path, chain=args.chain)]
     else:
@@ -689,7 +701,7 @@ def run(args) -> int:
     if args.plddt_from_bfactors:
         plddt = [np.asarray(c.b_factors)[:, _CA] for c in chains]
     refined, report = refine(list(chains), plddt, config=config, source=str(path))
-    write_structure(refined, args.output)
+    write_structure(refined, output)
     if args.report:
         fileio.write_json(args.report, report.to_dict())
     mb, ma = report.metrics_before, report.metrics_after
@@ -697,7 +709,7 @@ def run(args) -> int:
           f"{report.time_s:.1f} s, {report.steps} steps: violations {mb['violations']} -> "
           f"{ma['violations']}, clashes {mb['clashes']} -> {ma['clashes']}, bond RMSZ "
           f"{mb['bond_rmsz']:.2f} -> {ma['bond_rmsz']:.2f}, angle RMSZ {mb['angle_rmsz']:.2f} -> "
-          f"{ma['angle_rmsz']:.2f}, CA RMSD moved {report.ca_rmsd:.2f} A -> {args.output}")
+          f"{ma['angle_rmsz']:.2f}, CA RMSD moved {report.ca_rmsd:.2f} A -> {output}")
     if report.nonstandard_residues:
         shown = ", ".join(report.nonstandard_residues[:10])
         more = (f" and {len(report.nonstandard_residues) - 10} more"

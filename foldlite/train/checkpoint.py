@@ -30,6 +30,9 @@ import dataclasses
 import json
 import os
 import re
+import sys
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -140,8 +143,15 @@ def _load(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
         raise InputError(f"{path}: {what} file not found")
     try:
         return fileio.load_npz(path)
-    except (ValueError, OSError) as e:  # includes pickled object arrays and damaged archives
+    except ValueError as e:
+        if "pickle" in str(e):  # numpy refuses object arrays without allow_pickle
+            raise InputError(f"{path}: holds pickled Python objects; foldlite {what} files must "
+                             "be plain numeric arrays (as save_weights/save_checkpoint write "
+                             "them), and are never unpickled") from None
         raise InputError(f"{path}: not a readable {what} file: {e}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:  # damaged
+        raise InputError(f"{path}: not a readable {what} file (damaged or truncated: "
+                         f"{type(e).__name__}: {e})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,6 +334,32 @@ class CheckpointManager:
     def latest(self) -> Path | None:
         s = self.steps()
         return self.path(s[-1]) if s else None
+
+    def load_latest(self, template: TrainState) -> tuple[Path, TrainState, dict]:
+        """The newest intact checkpoint: ``(path, state, extra)``.
+
+        A checkpoint that cannot be read (damaged, truncated, not matching ``template``) is
+        reported on stderr by name and the next older one is tried; ``InputError`` when there
+        is none or none is intact (naming every file tried)."""
+        steps = self.steps()
+        if not steps:
+            raise InputError(f"--resume: no checkpoint in {self.directory}")
+        refused = []
+        for step in reversed(steps):
+            path = self.path(step)
+            try:
+                state, extra = load_checkpoint(path, template)
+            except InputError as e:
+                refused.append(str(e))
+                print(f"foldlite train: warning: skipping a damaged checkpoint: {e}",
+                      file=sys.stderr)
+                continue
+            if refused:
+                print(f"foldlite train: resuming from the newest intact checkpoint {path} "
+                      f"(step {step}) instead", file=sys.stderr)
+            return path, state, extra
+        raise InputError(f"--resume: no intact checkpoint in {self.directory}: "
+                         + "; ".join(refused))
 
     def save(self, state: TrainState, extra: dict | None = None) -> Path:
         step = int(jax.device_get(state.step))

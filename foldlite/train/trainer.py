@@ -59,8 +59,7 @@ from foldlite import fileio
 from foldlite.config import to_dict
 from foldlite.data.features import Features
 from foldlite.errors import ConfigError, FoldliteError
-from foldlite.train.checkpoint import (CheckpointManager, TrainState, load_checkpoint,
-                                       save_weights)
+from foldlite.train.checkpoint import CheckpointManager, TrainState, save_weights
 from foldlite.train.config import ExecutionConfig, LossWeights, TrainConfig, load_train_config
 from foldlite.train.losses import compute_losses, make_targets
 
@@ -457,10 +456,7 @@ class Trainer:
             if self.init_weights is not None:
                 return self._from_weights(self.init_weights)
             return self.initial_state()
-        latest = self.checkpoints.latest()
-        if latest is None:
-            raise ConfigError(f"--resume: no checkpoint in {self.checkpoints.directory}")
-        state, extra = load_checkpoint(latest, self.state_template())
+        latest, state, extra = self.checkpoints.load_latest(self.state_template())
         self._seconds_before = float(extra.get("train_seconds", 0.0))
         saved = extra.get("config")
         if saved is not None:
