@@ -87,6 +87,9 @@ class StructureConfig:
     #: frames are updated in units of ``position_scale`` Angstrom (10 in AlphaFold2).
     position_scale: float
     dropout: float
+    #: stop the gradient through the rotations between iterations (Alg. 20, line 20). The
+    #: default keeps configs written before this key existed (shipped weights) loadable.
+    stop_rotation_gradient: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

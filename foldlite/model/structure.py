@@ -10,7 +10,8 @@ iterations -- sharing one set of weights, run with ``hk.scan`` -- does
 3. torsion angles from a small residual network on ``s`` and the initial ``s`` (Alg. 20,
    lines 11-14): 7 angles (omega, phi, psi, chi1-4) as 2D vectors (sin, cos), returned both
    unnormalised (for the angle-norm loss) and normalised;
-4. the rotation gradient is stopped between iterations (Alg. 20, line 20).
+4. the rotation gradient is stopped between iterations (Alg. 20, line 20), unless
+   ``stop_rotation_gradient`` is false.
 
 Frames live in units of ``position_scale`` Angstrom (10 A, as AlphaFold2) inside the loop;
 outputs are in Angstrom. Atoms come from the final frames and torsions through
@@ -149,7 +150,9 @@ class StructureModule(hk.Module):
             t_ = t_.quaternion_update(backbone_update(s_))
             raw = angles(s_, s_initial)
             out = (t_.scale_translation(cfg.position_scale), raw)
-            return (s_, t_.stop_rot_gradient()), out
+            if cfg.stop_rotation_gradient:
+                t_ = t_.stop_rot_gradient()
+            return (s_, t_), out
 
         if hk.running_init():
             # one iteration creates every (shared) parameter; skip compiling a scan at init
