@@ -131,7 +131,8 @@ def read_database(path: str | os.PathLike, digest: bool = True) -> SequenceDatab
                     if line.startswith(b";") or line.startswith(b"#"):
                         continue
                     raise InputError(f"{path}: not a FASTA sequence database (line {lineno} "
-                                     f"comes before any '>' header: {line[:30]!r})")
+                                     f"comes before any '>' header: "
+                                     f"{line[:30].decode('utf-8', errors='replace')!r})")
                 else:
                     parts.append(line)
             if name is not None:

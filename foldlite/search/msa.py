@@ -60,6 +60,7 @@ class MsaResult:
     iterations: int
     cached: bool
     seconds: float
+    db_residues: int = 0  # residues in the database searched (0 when cached)
 
 
 def cache_key(sequence: str, db_digest: str, settings: MsaSettings) -> str:
@@ -161,7 +162,7 @@ def search_msas(records: Sequence[SequenceRecord], database: str | os.PathLike |
                         write_text(_cache_path(cache_key(rec.sequence, digest, settings)), text)
                     except OSError:
                         pass  # a read-only cache folder: searched again next time
-                results[i] = MsaResult(rec.id, text, hits, its, False, secs)
+                results[i] = MsaResult(rec.id, text, hits, its, False, secs, db.num_residues)
         bar.close()
     return [results[i] for i in range(len(records))]
 
