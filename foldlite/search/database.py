@@ -33,9 +33,18 @@ class SequenceDatabase:
     num_residues: int
     digest: str
 
+    _positions: dict | None = dataclasses.field(default=None, repr=False)
+
     @property
     def names(self) -> list[str]:
         return [_text(s.name) for s in self.block]
+
+    def sequence(self, name: str) -> str:
+        """The one-letter sequence of the record ``name`` (a name -> position map is built on
+        the first call)."""
+        if self._positions is None:
+            self._positions = {_text(s.name): i for i, s in enumerate(self.block)}
+        return self.block[self._positions[name]].textize().sequence
 
 
 def _text(name) -> str:

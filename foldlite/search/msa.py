@@ -92,25 +92,16 @@ def _search_one(record: SequenceRecord, db: SequenceDatabase, settings: MsaSetti
     for _ in range(settings.iterations - done):
         on_iteration()  # converged early: the remaining iterations count as done
     segments = []
-    by_name = {}
     for hit in result.hits:
         if not hit.included:
             continue
-        for dom in hit.domains:
-            if not dom.included:
-                continue
-            name = hit.name.decode() if isinstance(hit.name, bytes) else str(hit.name)
-            segments.append((dom.i_evalue, name, dom.env_from, dom.env_to))
+        name = hit.name.decode() if isinstance(hit.name, bytes) else str(hit.name)
+        segments += [(dom.i_evalue, name, dom.env_from, dom.env_to)
+                     for dom in hit.domains if dom.included]
     segments.sort(key=lambda s: s[0])
     segments = segments[:settings.max_sequences]
-    if segments:
-        by_name = {n: None for _, n, _, _ in segments}
-        for seq in db.block:
-            n = seq.name.decode() if isinstance(seq.name, bytes) else str(seq.name)
-            if n in by_name and by_name[n] is None:
-                by_name[n] = seq.textize().sequence
     rows = align_to_query(result.hmm, record.sequence,
-                          [(f"{n}/{a}-{b}", by_name[n][a - 1:b], a - 1)
+                          [(f"{n}/{a}-{b}", db.sequence(n)[a - 1:b], a - 1)
                            for _, n, a, b in segments])
     lines = [f">{record.id}", record.sequence]
     for row in rows:

@@ -32,6 +32,7 @@ from foldlite.cache import cache_dir
 from foldlite.errors import InputError
 from foldlite.fileio import sha256_file, write_json, write_text
 from foldlite.search.alignment import align_to_query
+from foldlite.search.database import SequenceDatabase
 from foldlite.sequences import GAP, Msa, SequenceRecord
 
 INDEX_FORMAT = "foldlite-template-index"
@@ -67,9 +68,13 @@ class TemplateIndex:
 
     path: Path
     dataset: Path
-    block: object
+    database: SequenceDatabase
     num_chains: int
     num_residues: int
+
+    @property
+    def block(self):
+        return self.database.block
 
 
 def default_index_dir(library: str | os.PathLike) -> Path:
@@ -79,7 +84,7 @@ def default_index_dir(library: str | os.PathLike) -> Path:
 
 
 def build_index(library: str | os.PathLike = DEFAULT_LIBRARY,
-                out_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+                out_dir: str | os.PathLike | None = None) -> Path:
     """Build (or rebuild) the index of ``library`` (a dataset folder or a folder of mmCIF/PDB
     files) in ``out_dir`` (default ``default_index_dir(library)``); returns the index folder."""
     from foldlite.data.dataset import Dataset
@@ -117,8 +122,7 @@ def build_index(library: str | os.PathLike = DEFAULT_LIBRARY,
     return out
 
 
-def open_index(index: str | os.PathLike | None = None, build: bool = True,
-               progress: bool = True) -> TemplateIndex:
+def open_index(index: str | os.PathLike | None = None, build: bool = True) -> TemplateIndex:
     """Open an index folder, or the index of a library folder (built first when missing or
     out of date and ``build``); ``None`` is the default library."""
     from foldlite.search.database import read_database
@@ -130,7 +134,7 @@ def open_index(index: str | os.PathLike | None = None, build: bool = True,
             if not build:
                 raise InputError(f"{library}: no template index; run 'foldlite templates index "
                                  f"{library}'")
-            build_index(library, path, progress=progress)
+            build_index(library, path)
     try:
         meta = json.loads((path / "index.json").read_text())
     except (OSError, ValueError) as e:
@@ -140,7 +144,7 @@ def open_index(index: str | os.PathLike | None = None, build: bool = True,
                          f"{meta.get('format')!r} version {meta.get('format_version')!r}); "
                          "rebuild it with 'foldlite templates index'")
     db = read_database(path / "sequences.fasta", digest=False)
-    return TemplateIndex(path=path, dataset=Path(meta["dataset"]), block=db.block,
+    return TemplateIndex(path=path, dataset=Path(meta["dataset"]), database=db,
                          num_chains=db.num_sequences, num_residues=db.num_residues)
 
 
@@ -200,14 +204,9 @@ def search_templates(query: SequenceRecord, index: TemplateIndex, msa: Msa | Non
             break
     if not found:
         return []
-    wanted = {f[2] for f in found}
-    text = {}
-    for s in index.block:
-        n = s.name.decode() if isinstance(s.name, bytes) else str(s.name)
-        if n in wanted:
-            text[n] = s.textize().sequence
     rows = align_to_query(hmm, query.sequence,
-                          [(n, text[n][a - 1:b], a - 1) for _, _, n, a, b in found])
+                          [(n, index.database.sequence(n)[a - 1:b], a - 1)
+                           for _, _, n, a, b in found])
     out = []
     for (ev, score, name, _, _), row in zip(found, rows):
         cov = row.coverage()
