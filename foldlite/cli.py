@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("foldlite.train.evaluate", "score predictions against real structures"),
     "campaign": ("foldlite.commands.campaign",
                  "the training campaign: data packs, accelerator jobs, adopting their state"),
+    "search": ("foldlite.commands.search",
+               "MSAs for FASTA queries from a local sequence database (HMMER jackhmmer)"),
+    "templates": ("foldlite.commands.templates",
+                  "template library index and template search (HMMER)"),
     "data": ("foldlite.data.cli", "build training datasets (ProMod3 database, mmCIF/PDB files)"),
     "view": ("foldlite.commands.view", "write a standalone HTML page with the 3D view and plots"),
 }

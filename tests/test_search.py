@@ -1,0 +1,191 @@
+"""foldlite.search: MSA search against a small FASTA database and template search in a small
+library, both built inside the tests (random sequences; homologs are mutated copies)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datagen import mutate, random_backbone, random_sequence
+from foldlite.cli import main
+from foldlite.sequences import parse_sequence, read_a3m
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FOLDLITE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _family(rng, n_homologs=6, n_decoys=40, length=90):
+    query = random_sequence(length, rng)
+    homologs = {f"hom{i}": mutate(query, 0.3, rng) for i in range(n_homologs)}
+    # one homolog with extra residues at both ends and an insertion: lower-case letters in A3M
+    core = mutate(query, 0.2, rng)
+    homologs["homins"] = random_sequence(15, rng) + core[:40] + "GGSGG" + core[40:] + \
+        random_sequence(10, rng)
+    decoys = {f"decoy{i}": random_sequence(int(rng.integers(60, 150)), rng)
+              for i in range(n_decoys)}
+    return query, {**homologs, **decoys}
+
+
+def _write_fasta(path: Path, seqs: dict[str, str], gz: bool = False) -> Path:
+    text = "".join(f">{k} some description\n{v[:50]}\n{v[50:]}\n" for k, v in seqs.items())
+    if gz:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_msa_search_cli_writes_a3m_and_caches(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    query, db = _family(rng)
+    _write_fasta(tmp_path / "db.fasta.gz", db, gz=True)
+    (tmp_path / "q.fasta").write_text(f">my/query one\n{query}\n>lonely\n"
+                                      f"{random_sequence(50, rng)}\n")
+    args = ["search", str(tmp_path / "q.fasta"), "--db", str(tmp_path / "db.fasta.gz"),
+            "-o", str(tmp_path / "out"), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    a3m = tmp_path / "out" / "my_query.a3m"   # the header's name, made safe for a file
+    msa = read_a3m(a3m, parse_sequence(query, "q"))
+    names = {n.split("/")[0] for n in msa.names[1:]}
+    assert names == {f"hom{i}" for i in range(6)} | {"homins"}
+    assert msa.names[0] == "my/query"
+    row = msa.names.index(next(n for n in msa.names if n.startswith("homins")))
+    assert msa.deletions[row].sum() >= 5       # the GGSGG insertion
+    ident = (msa.sequences[1:] == msa.sequences[0]).mean()
+    assert ident > 0.6
+    assert "lonely: 50 residues, no hits" in out.out
+    assert "s_per_1000_residues_per_gres" in out.err
+    lonely = read_a3m(tmp_path / "out" / "lonely.a3m")
+    assert lonely.num_sequences == 1
+    # the same query and database again: from the cache
+    (tmp_path / "out" / "my_query.a3m").unlink()
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("(cached)") == 2
+    assert read_a3m(a3m).sequences.shape == msa.sequences.shape
+
+
+def test_iterations_find_at_least_as_many(tmp_path):
+    from foldlite.search.database import read_database
+    from foldlite.search.msa import MsaSettings, search_msas
+
+    rng = np.random.default_rng(1)
+    query, db = _family(rng)
+    # a chain of homologs: each further from the query
+    s = query
+    for i in range(4):
+        s = mutate(s, 0.25, rng)
+        db[f"far{i}"] = s
+    _write_fasta(tmp_path / "db.fasta", db)
+    database = read_database(tmp_path / "db.fasta")
+    assert database.num_sequences == len(db)
+    rec = parse_sequence(query, "q")
+    one = search_msas([rec], database, MsaSettings(iterations=1), use_cache=False,
+                      progress=False)[0]
+    three = search_msas([rec], database, MsaSettings(iterations=3), use_cache=False,
+                        progress=False)[0]
+    assert three.num_hits >= one.num_hits >= 7
+    capped = search_msas([rec], database, MsaSettings(max_sequences=2), use_cache=False,
+                         progress=False)[0]
+    assert capped.num_hits == 2
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "sequence database not found"),
+    (b"", "sequence database is empty"),
+    (b"just some text\n", "not a FASTA sequence database (line 1"),
+    (b">a\nACDEFG\n>b\nAC1DE\n", "record 'b': position 3: '1' is not an amino-acid letter"),
+    (b">a\nACDEFG\n>b\n\n", "record 'b' (line 3): empty sequence"),
+])
+def test_bad_database_messages(tmp_path, capsys, content, message):
+    db = tmp_path / "db.fasta"
+    if content is not None:
+        db.write_bytes(content)
+    (tmp_path / "q.fasta").write_text(">q\nACDEFGHIKL\n")
+    rc = main(["search", str(tmp_path / "q.fasta"), "--db", str(db), "-o", str(tmp_path / "o"),
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert message in err and str(db) in err
+    assert "Traceback" not in err
+
+
+def _library(tmp_path: Path, rng, query: str) -> Path:
+    from foldlite.data.dataset import ChainRecord, write_dataset
+    from foldlite.sequences import parse_sequence as ps
+
+    seqs = {"HOMO_A": mutate(query, 0.25, rng),
+            "PART_A": mutate(query[30:], 0.2, rng),      # covers the query from residue 31
+            **{f"D{i}_A": random_sequence(int(rng.integers(50, 120)), rng) for i in range(20)}}
+    recs = []
+    for cid, s in seqs.items():
+        n = len(s)
+        pos = np.zeros((n, 37, 3), np.float32)
+        pos[:, :3] = random_backbone(n, rng)[:, :3]
+        mask = np.zeros((n, 37), np.float32)
+        mask[:, :3] = 1
+        recs.append(ChainRecord(chain_id=cid, aatype=ps(s, cid).aatype, atom_positions=pos,
+                                atom_mask=mask, residue_index=np.arange(1, n + 1, dtype=np.int32),
+                                insertion_code=np.array([""] * n),
+                                dssp=np.zeros(n, np.uint8)))
+    return write_dataset(tmp_path / "lib", recs, source="test")
+
+
+def test_template_index_and_search(tmp_path, capsys):
+    from foldlite.search import templates as tpl
+
+    rng = np.random.default_rng(2)
+    query = random_sequence(100, rng)
+    lib = _library(tmp_path, rng, query)
+    assert main(["templates", "index", str(lib), "-o", str(tmp_path / "idx")]) == 0
+    assert "template index of 22 chains" in capsys.readouterr().out
+    index = tpl.open_index(tmp_path / "idx")
+    rec = parse_sequence(query, "q")
+    hits = tpl.search_templates(rec, index)
+    assert [h.chain_id for h in hits] == ["HOMO_A", "PART_A"]
+    part = hits[1]
+    assert 0.6 < part.coverage <= 0.71 and part.identity > 0.6
+    # the residue map: query residue 31 onwards aligned to PART_A's residues from 0
+    m = part.query_to_template
+    assert (m[:30] == -1).all()
+    assert (m[30:] == np.arange(70)).mean() > 0.9
+    assert hits[0].evalue < hits[1].evalue
+    # from an MSA (profile search)
+    a3m = tmp_path / "q.a3m"
+    a3m.write_text(f">q\n{query}\n>h1\n{mutate(query, 0.3, rng)}\n>h2\n{mutate(query, 0.3, rng)}\n")
+    phits = tpl.search_templates(rec, index, msa=read_a3m(a3m, rec))
+    assert [h.chain_id for h in phits] == ["HOMO_A", "PART_A"]
+    # the command, with the library folder (indexed into the cache on first use)
+    (tmp_path / "q.fasta").write_text(f">q\n{query}\n>none\n{random_sequence(40, rng)}\n")
+    assert main(["templates", "search", str(tmp_path / "q.fasta"), "--library", str(lib),
+                 "--max-hits", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "HOMO_A" in out and "PART_A" not in out
+    assert "none: no template hits" in out
+
+
+def test_template_structure_folder_and_bad_library(tmp_path, capsys, repo_root):
+    import shutil
+
+    src = tmp_path / "structs"
+    src.mkdir()
+    shutil.copy(repo_root / "tests" / "data" / "1A8O.pdb", src)
+    assert main(["templates", "index", str(src), "-o", str(tmp_path / "idx")]) == 0
+    capsys.readouterr()
+    from foldlite.protein import read_structure
+    from foldlite.search import templates as tpl
+
+    p = read_structure(repo_root / "tests" / "data" / "1A8O.pdb")
+    seq = "".join("ARNDCQEGHILKMFPSTWYVX"[a] for a in p.aatype)
+    hits = tpl.search_templates(parse_sequence(seq, "q"), tpl.open_index(tmp_path / "idx"))
+    assert hits and hits[0].identity == 1.0 and hits[0].coverage == 1.0
+    (tmp_path / "empty").mkdir()
+    assert main(["templates", "index", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "neither a foldlite dataset" in err and "Traceback" not in err
