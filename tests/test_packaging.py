@@ -46,7 +46,7 @@ print("ok")
 
 def test_config_path_names_and_paths(tmp_path):
     assert available_configs("model") == ["base", "small", "tiny"]
-    assert available_configs("train") == ["finetune", "small", "tiny"]
+    assert available_configs("train") == ["campaign", "finetune", "small", "tiny"]
     assert config_path("train", "tiny") == CONFIGS_DIR / "train" / "tiny.yaml"
     other = tmp_path / "mine.yaml"
     assert config_path("model", other) == other           # a YAML path is taken as given
