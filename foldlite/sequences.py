@@ -202,7 +202,8 @@ def parse_sequence(seq: str, name: str = "query", max_length: int | None = None
 # FASTA
 # --------------------------------------------------------------------------------------------
 
-def _read_checked(path: Path, kind: str) -> str:
+def _read_bytes_checked(path: Path, kind: str) -> bytes:
+    """The bytes of ``path``; a missing file, a folder or an empty file is an ``InputError``."""
     if not path.exists():
         raise InputError(f"{path}: {kind} file not found")
     if path.is_dir():
@@ -210,6 +211,11 @@ def _read_checked(path: Path, kind: str) -> str:
     raw = path.read_bytes()
     if not raw.strip():
         raise InputError(f"{path}: {kind} file is empty")
+    return raw
+
+
+def _read_checked(path: Path, kind: str) -> str:
+    raw = _read_bytes_checked(path, kind)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -265,13 +271,7 @@ def read_fasta_entries(path: str | os.PathLike, max_length: int | None = None
       record and the 1-based position.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: FASTA file not found")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not a FASTA file")
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise InputError(f"{path}: FASTA file is empty")
+    raw = _read_bytes_checked(path, "FASTA")
     first = next((ln for ln in raw.splitlines() if ln.strip()), b"")
     if not first.lstrip().startswith(b">"):
         try:
