@@ -407,3 +407,14 @@ def test_time_budget_fits_schedule_and_init_weights(dataset, tmp_path):
     with pytest.raises(ConfigError, match="different model"):
         Trainer(load_train_config("small", overrides(dataset, tmp_path / "c")),
                 progress=False, init_weights=w)._load_or_init()
+
+
+def test_checkpoints_at_their_interval_whatever_the_log_interval(dataset, tmp_path):
+    """The loop reads metrics only every log_interval steps; checkpoints still come at every
+    multiple of checkpoint.interval."""
+    from foldlite.train.trainer import Trainer
+
+    cfg = tiny_cfg(dataset, tmp_path, "log_interval=3", "checkpoint.interval=2",
+                   "checkpoint.keep=5", "steps=4")
+    Trainer(cfg, progress=False).train()
+    assert ck.CheckpointManager(tmp_path / "checkpoints").steps() == [2, 4]

@@ -626,9 +626,12 @@ class Trainer:
                 batches.schedule(step, end)
                 window.add(metrics)
                 bar.update(1)
-                # Every step is read while the speed is being measured for the time budget.
+                # Every step is read while the speed is being measured for the time budget;
+                # checkpoints and evaluations happen at read steps only.
+                ev_int = cfg.evaluation.interval
                 sync = (step == start + 1 or step % cfg.log_interval == 0 or step == end
-                        or not planned)
+                        or not planned or step % cfg.checkpoint.interval == 0
+                        or (ev_int and step % ev_int == 0))
                 if not sync:
                     continue
                 done = window.flush(data_wait=batches.take_wait())
@@ -773,10 +776,6 @@ class _MetricWindow:
         self.data_wait = 0.0
         self.nonfinite_run = 0
         self.last: dict = {}
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)
 
     def add(self, metrics: dict) -> None:
         self._pending.append((self._next_step, metrics))
