@@ -14,7 +14,9 @@ import json
 import sys
 import time
 
+from foldlite import fileio
 from foldlite.train import campaign
+from foldlite.train.evaluate import default_weights_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,9 +70,6 @@ def run(args: argparse.Namespace) -> int:
               f"{record['step_to']}); commit {args.campaign}", file=sys.stderr)
         print(campaign.status_table(args.campaign))
     elif args.action == "compare":
-        from foldlite import fileio
-        from foldlite.train.evaluate import default_weights_path
-
         current = args.current or default_weights_path()
         ccfg = campaign.load_campaign(args.campaign)
         result = campaign.compare_weights(args.weights, current, dataset=ccfg.dataset,

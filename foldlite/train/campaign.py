@@ -48,8 +48,10 @@ from foldlite.data import pack as packs
 from foldlite.data.dataset import Dataset
 from foldlite.data.splits import read_clusters, read_split
 from foldlite.errors import ConfigError, InputError
-from foldlite.train.checkpoint import load_state_parts, save_state_parts, save_weights
+from foldlite.train.checkpoint import (load_state_parts, load_weights, save_state_parts,
+                                       save_weights)
 from foldlite.train.config import load_train_config
+from foldlite.train.evaluate import Predictor, evaluate_examples, examples_from_dataset
 from foldlite.train.trainer import Trainer, learning_rate_at, to_host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -406,9 +408,6 @@ def compare_weights(candidate: str | os.PathLike, current: str | os.PathLike, *,
     """Score ``candidate`` and ``current`` weights on the test chains of the model card's
     protocol, with and without the profile. ``better`` is True only when the candidate has the
     higher lDDT-CA and TM-score in both settings (the rule for shipping campaign weights)."""
-    from foldlite.train.checkpoint import load_weights
-    from foldlite.train.evaluate import Predictor, evaluate_examples, examples_from_dataset
-
     p = dict(TEST_PROTOCOL, **(protocol or {}))
     scores: dict[str, dict[str, dict]] = {}
     for profile in (True, False):
