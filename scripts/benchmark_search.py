@@ -2,12 +2,14 @@
 library, and MSA search speed against a database of all its sequences.
 
     python scripts/benchmark_search.py [--dataset ~/.cache/foldlite/promod3] [--queries 20]
-        [--iterations 1 3] [--seed 0]
+        [--iterations 1 3] [--engines jackhmmer mmseqs] [--seed 0]
 
 Queries are random chains of the dataset mutated at 30% of their positions (so a query is not
 simply its own best hit). Prints JSON lines: index build and open times; per query, template
 search seconds (sequence search, and profile search from the query's MSA); MSA search seconds
-per 1,000 query residues per 1e9 database residues, for each iteration count (one thread).
+per 1,000 query residues per 1e9 database residues, for each engine and iteration count (one
+thread), with the median A3M depth and, for MMseqs2, the fraction of jackhmmer's hit targets it
+also found (same iteration count).
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ from foldlite import constants as rc
 from foldlite.data.dataset import Dataset
 from foldlite.search import templates as tpl
 from foldlite.search.database import read_database
+from foldlite.search import mmseqs
+from foldlite.search.mmseqs import MmseqsSettings
 from foldlite.search.msa import MsaSettings, search_msas
 from foldlite.sequences import parse_sequence, read_a3m
+
+
+def _names(a3m: str) -> list[str]:
+    """The hit rows' names of an A3M (the query's row left out)."""
+    return [line[1:].split()[0] for line in a3m.splitlines() if line.startswith(">")][1:]
 
 
 def main() -> None:
@@ -34,6 +43,8 @@ def main() -> None:
     ap.add_argument("--dataset", type=Path, default=Path("~/.cache/foldlite/promod3").expanduser())
     ap.add_argument("--queries", type=int, default=20)
     ap.add_argument("--iterations", type=int, nargs="+", default=[1, 3])
+    ap.add_argument("--engines", nargs="+", choices=("jackhmmer", "mmseqs"),
+                    default=["jackhmmer", "mmseqs"])
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     ds = Dataset(args.dataset)
@@ -58,19 +69,38 @@ def main() -> None:
         fasta = Path(tmp) / "db.fasta"
         fasta.write_text("".join(f">{k}\n{v}\n" for k, v in seqs.items()))
         db = read_database(fasta)
-        for its in args.iterations:
-            res = search_msas(queries, db, MsaSettings(iterations=its), cpus=1, use_cache=False,
-                              progress=False)
-            busy = sum(r.seconds for r in res)
-            residues = sum(q.length for q in queries)
-            print(json.dumps({"msa_iterations": its, "queries": len(queries),
-                              "query_residues": residues, "db_residues": db.num_residues,
-                              "seconds": round(busy, 2),
-                              "s_per_1000_residues_per_gres": round(
-                                  busy / (residues / 1000) / (db.num_residues / 1e9), 1),
-                              "median_hits": statistics.median(r.num_hits for r in res)}))
+        found = {}
+        for engine in args.engines:
+            if engine == "mmseqs" and mmseqs.find_binary() is None:
+                print(json.dumps({"engine": "mmseqs", "skipped": "mmseqs not installed"}))
+                continue
+            for its in args.iterations:
+                settings = (MsaSettings(iterations=its) if engine == "jackhmmer"
+                            else MmseqsSettings(iterations=its))
+                t = time.perf_counter()
+                res = search_msas(queries, db, settings, cpus=1, use_cache=False,
+                                  progress=False)
+                wall = time.perf_counter() - t  # MMseqs2 runs the batch at once: wall time
+                busy = sum(r.seconds for r in res) if engine == "jackhmmer" else wall
+                residues = sum(q.length for q in queries)
+                hits = [{n.split("/")[0] for n in _names(r.a3m)} for r in res]
+                found[engine, its] = (res, hits)
+                line = {"engine": engine, "msa_iterations": its, "queries": len(queries),
+                        "query_residues": residues, "db_residues": db.num_residues,
+                        "seconds": round(busy, 2),
+                        "s_per_1000_residues_per_gres": round(
+                            busy / (residues / 1000) / (db.num_residues / 1e9), 1),
+                        "median_hits": statistics.median(r.num_hits for r in res)}
+                if engine == "mmseqs" and ("jackhmmer", its) in found:
+                    ref = found["jackhmmer", its][1]
+                    share = [len(h & r) / len(r) for h, r in zip(hits, ref) if r]
+                    line["median_share_of_jackhmmer_targets"] = round(
+                        statistics.median(share), 3) if share else None
+                print(json.dumps(line))
+        res = found.get(("jackhmmer", args.iterations[-1]),
+                        next(iter(found.values()), (None,)))[0]
         msas = {}
-        for q, r in zip(queries, res):
+        for q, r in zip(queries, res or []):
             p = Path(tmp) / f"{q.id}.a3m"
             p.write_text(r.a3m)
             msas[q.id] = read_a3m(p, q)
@@ -78,7 +108,7 @@ def main() -> None:
             times = []
             for q in queries:
                 t = time.perf_counter()
-                tpl.search_templates(q, index, msa=msas[q.id] if mode == "profile" else None)
+                tpl.search_templates(q, index, msa=msas.get(q.id) if mode == "profile" else None)
                 times.append(time.perf_counter() - t)
             print(json.dumps({"template_search": mode, "queries": len(queries),
                               "median_s": round(statistics.median(times), 3),

@@ -137,6 +137,54 @@ def _library(tmp_path: Path, rng, query: str) -> Path:
     return write_dataset(tmp_path / "lib", recs, source="test")
 
 
+needs_mmseqs = pytest.mark.skipif(
+    __import__("shutil").which("mmseqs") is None,
+    reason="MMseqs2 (`mmseqs`) is not installed (apt install mmseqs2)")
+
+
+@needs_mmseqs
+def test_mmseqs_engine_finds_the_family_like_jackhmmer(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    query, db = _family(rng)
+    _write_fasta(tmp_path / "db.fasta.gz", db, gz=True)
+    (tmp_path / "q.fasta").write_text(f">my/query one\n{query}\n>lonely\n"
+                                      f"{random_sequence(50, rng)}\n")
+    args = ["search", str(tmp_path / "q.fasta"), "--db", str(tmp_path / "db.fasta.gz"),
+            "-o", str(tmp_path / "mm"), "--no-progress", "--engine", "mmseqs"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    msa = read_a3m(tmp_path / "mm" / "my_query.a3m", parse_sequence(query, "q"))
+    assert msa.names[0] == "my/query"
+    assert {n.split("/")[0] for n in msa.names[1:]} == {f"hom{i}" for i in range(6)} | {"homins"}
+    row = next(i for i, n in enumerate(msa.names) if n.startswith("homins/"))
+    start, end = map(int, msa.names[row].split("/")[1].split("-"))
+    assert 14 <= start <= 20 and end - start > 80   # 1-based span in the target, past the tail
+    assert msa.deletions[row].sum() >= 5            # the GGSGG insertion: lower-case letters
+    assert (msa.sequences[1:] == msa.sequences[0]).mean() > 0.6
+    assert '"engine": "mmseqs"' in out.err
+    # an unrelated query: at ColabFold's E-value 0.1 a chance hit may pass, never the family
+    lonely = read_a3m(tmp_path / "mm" / "lonely.a3m")
+    assert lonely.names[0] == "lonely" and not any(n.startswith("hom") for n in lonely.names)
+    # cached per engine: a second run searches nothing, a jackhmmer run is not served by it
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("(cached)") == 2
+    jack = args[:-2] + ["--engine", "jackhmmer"]
+    assert main(jack) == 0
+    assert "(cached)" not in capsys.readouterr().out
+
+
+def test_mmseqs_engine_missing_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FOLDLITE_MMSEQS", str(tmp_path / "no-such-mmseqs"))
+    _write_fasta(tmp_path / "db.fasta", {"a": "ACDEFGHIKLMNPQRSTVWY" * 3})
+    (tmp_path / "q.fasta").write_text(">q\nACDEFGHIKLMNPQRSTVWY\n")
+    rc = main(["search", str(tmp_path / "q.fasta"), "--db", str(tmp_path / "db.fasta"),
+               "-o", str(tmp_path / "o"), "--engine", "mmseqs"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "MMseqs2 is not installed" in err and "--engine jackhmmer" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_template_index_and_search(tmp_path, capsys):
     from foldlite.search import templates as tpl
 

@@ -2,6 +2,7 @@
 (``foldlite.search.msa``).
 
     foldlite search QUERY.fasta --db uniref90.fasta.gz -o msas/   # msas/<record>.a3m
+    foldlite search QUERY.fasta --db uniref90.fasta.gz -o msas/ --engine mmseqs  # MMseqs2
 """
 
 from __future__ import annotations
@@ -13,36 +14,62 @@ import time
 
 from foldlite.errors import InputError
 from foldlite.search import msa as msa_search
+from foldlite.search.database import check_database_file
+from foldlite.search.mmseqs import MmseqsSettings, require_binary
+from foldlite.sequences import read_fasta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = msa_search.MsaSettings()
+    m = MmseqsSettings()
     parser.add_argument("query", help="FASTA file of one or more protein sequences")
     parser.add_argument("--db", required=True, metavar="SEQS.fasta",
                         help="sequence database: any protein FASTA (UniRef90, UniRef50, a "
                              "proteome), optionally gzipped")
     parser.add_argument("-o", "--out", required=True, metavar="DIR",
                         help="output folder: one <record>.a3m per query record")
-    parser.add_argument("--iterations", type=int, default=d.iterations,
-                        help=f"jackhmmer iterations (-N; default {d.iterations}, as AlphaFold2)")
-    parser.add_argument("--evalue", type=float, default=d.evalue,
-                        help=f"reporting E-value (-E; default {d.evalue:g})")
+    parser.add_argument("--engine", choices=("jackhmmer", "mmseqs"), default="jackhmmer",
+                        help="jackhmmer (HMMER through pyhmmer; AlphaFold2's choice; default) or "
+                             "mmseqs (MMseqs2, much faster on large databases; needs the "
+                             "`mmseqs` program; ColabFold's settings)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help=f"search iterations (jackhmmer -N, default {d.iterations} as "
+                             f"AlphaFold2; mmseqs --num-iterations, default {m.iterations})")
+    parser.add_argument("--evalue", type=float, default=None,
+                        help=f"reporting E-value (jackhmmer -E, default {d.evalue:g}; mmseqs -e, "
+                             f"default {m.evalue:g})")
+    parser.add_argument("--sensitivity", type=float, default=m.sensitivity,
+                        help=f"mmseqs only: -s, 1 (fast) to 8 (sensitive; default "
+                             f"{m.sensitivity:g})")
     parser.add_argument("--inclusion-evalue", type=float, default=d.inclusion_evalue,
-                        help=f"inclusion E-value (--incE; default {d.inclusion_evalue:g})")
+                        help=f"jackhmmer only: inclusion E-value (--incE; default "
+                             f"{d.inclusion_evalue:g})")
     parser.add_argument("--max-sequences", type=int, default=d.max_sequences,
                         help=f"most hit rows per A3M (default {d.max_sequences})")
     parser.add_argument("--cpus", type=int, default=2,
-                        help="queries searched at once, one thread each (default 2)")
+                        help="threads: jackhmmer searches this many queries at once, mmseqs "
+                             "uses this many cores (default 2)")
     parser.add_argument("--no-cache", action="store_true",
                         help="search again even when the cache has this query and database")
     parser.add_argument("--no-progress", action="store_true")
 
 
-def run(args: argparse.Namespace) -> int:
-    from foldlite.search.database import check_database_file
-    from foldlite.sequences import read_fasta
+def search_settings(args: argparse.Namespace) -> msa_search.MsaSettings | MmseqsSettings:
+    """The settings of the chosen engine from the arguments (unset ones: the engine's
+    defaults)."""
+    given = {"iterations": args.iterations, "evalue": args.evalue,
+             "max_sequences": args.max_sequences}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.engine == "mmseqs":
+        require_binary()
+        if not 1 <= args.sensitivity <= 8.5:
+            raise InputError("--sensitivity must be between 1 and 8.5")
+        return MmseqsSettings(sensitivity=args.sensitivity, **given)
+    return msa_search.MsaSettings(inclusion_evalue=args.inclusion_evalue, **given)
 
-    if args.iterations < 1:
+
+def run(args: argparse.Namespace) -> int:
+    if args.iterations is not None and args.iterations < 1:
         raise InputError("--iterations must be at least 1")
     if args.max_sequences < 0:
         raise InputError("--max-sequences must be 0 or more")
@@ -50,9 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--cpus must be at least 1")
     records = read_fasta(args.query)
     db_path = check_database_file(args.db)
-    settings = msa_search.MsaSettings(iterations=args.iterations, evalue=args.evalue,
-                                      inclusion_evalue=args.inclusion_evalue,
-                                      max_sequences=args.max_sequences)
+    settings = search_settings(args)
     t = time.perf_counter()
     results = msa_search.search_msas(records, db_path, settings, cpus=args.cpus,
                                      use_cache=not args.no_cache,
@@ -64,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
         note = "cached" if r.cached else f"{r.seconds:.1f} s, {r.iterations} iteration(s)"
         hits = f"{r.num_hits} hit rows" if r.num_hits else "no hits (the A3M holds the query only)"
         print(f"{rec.id}: {rec.length} residues, {hits} -> {path} ({note})")
-    summary = {"records": len(records), "searched": len(searched), "seconds": round(seconds, 2),
+    summary = {"engine": args.engine, "records": len(records), "searched": len(searched),
+               "seconds": round(seconds, 2),
                "database": str(db_path)}
     if searched:
         residues = sum(rec.length for _, rec in searched)

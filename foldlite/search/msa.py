@@ -10,6 +10,9 @@ The A3M rows are the query, then each included hit's domains by E-value (the env
 domain, aligned with the query to the final profile HMM; ``alignment.align_to_query``). Row
 names are ``TARGET/START-END`` (1-based, inclusive).
 
+``MmseqsSettings`` search with MMseqs2 instead (``foldlite.search.mmseqs``), all queries in one
+run.
+
 Cache: ``cache_dir()/search/msa/<key>.a3m``, the key a sha256 over the query sequence, the
 database's content (sha256 of its bytes) and the settings, so the same query against the same
 database is never searched twice.
@@ -27,10 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
+from tqdm import tqdm
+
 from foldlite.cache import cache_dir
 from foldlite.fileio import write_text
 from foldlite.search.alignment import align_to_query
-from foldlite.search.database import SequenceDatabase, read_database
+from foldlite.search import mmseqs
+from foldlite.search.database import (SequenceDatabase, check_database_file, file_digest,
+                                      read_database)
+from foldlite.search.mmseqs import MmseqsSettings
 from foldlite.sequences import SequenceRecord
 
 
@@ -110,13 +118,12 @@ def _search_one(record: SequenceRecord, db: SequenceDatabase, settings: MsaSetti
 
 
 def search_msas(records: Sequence[SequenceRecord], database: str | os.PathLike | SequenceDatabase,
-                settings: MsaSettings = MsaSettings(), cpus: int = 2, use_cache: bool = True,
-                progress: bool = True) -> list[MsaResult]:
+                settings: MsaSettings | MmseqsSettings = MsaSettings(), cpus: int = 2,
+                use_cache: bool = True, progress: bool = True) -> list[MsaResult]:
     """Search each record against ``database`` (a FASTA path or a loaded database) and return
-    the A3Ms in record order. Cached results are reused; the database is read only when a
+    the A3Ms in record order: jackhmmer for ``MsaSettings``, MMseqs2 for ``MmseqsSettings``
+    (``foldlite.search.mmseqs``). Cached results are reused; the database is read only when a
     record is not cached."""
-    from foldlite.search.database import check_database_file, file_digest
-
     if isinstance(database, SequenceDatabase):
         db, digest = database, database.digest or file_digest(database.path)
     else:
@@ -131,11 +138,12 @@ def search_msas(records: Sequence[SequenceRecord], database: str | os.PathLike |
                                    0, True, 0.0)
         else:
             todo.append(i)
-    if todo:
+    if todo and isinstance(settings, MmseqsSettings):
+        _search_mmseqs(records, todo, database, digest, settings, cpus, use_cache, results,
+                       progress)
+    elif todo:
         if db is None:
             db = read_database(database, digest=False)
-        from tqdm import tqdm
-
         bar = tqdm(total=len(todo) * settings.iterations, unit="iteration",
                    desc="foldlite search", disable=not progress, file=sys.stderr,
                    mininterval=0.5 if sys.stderr.isatty() else 30.0)
@@ -148,14 +156,39 @@ def search_msas(records: Sequence[SequenceRecord], database: str | os.PathLike |
         with ThreadPoolExecutor(max_workers=max(1, cpus)) as pool:
             for i, text, hits, its, secs in pool.map(one, todo):
                 rec = records[i]
-                if use_cache:
-                    try:
-                        write_text(_cache_path(cache_key(rec.sequence, digest, settings)), text)
-                    except OSError:
-                        pass  # a read-only cache folder: searched again next time
+                _store(rec, digest, settings, text, use_cache)
                 results[i] = MsaResult(rec.id, text, hits, its, False, secs, db.num_residues)
         bar.close()
     return [results[i] for i in range(len(records))]
+
+
+def _search_mmseqs(records, todo: list[int], database, digest: str, settings: MmseqsSettings,
+                   cpus: int, use_cache: bool, results: dict[int, MsaResult],
+                   progress: bool) -> None:
+    """Search the records ``todo`` in one MMseqs2 run and put them in ``results``; the run's
+    time is shared among them by length."""
+    fasta = database.path if isinstance(database, SequenceDatabase) else Path(database)
+    if progress:
+        print(f"foldlite search: MMseqs2, {len(todo)} quer{'y' if len(todo) == 1 else 'ies'} "
+              f"against {fasta}", file=sys.stderr)
+    t = time.perf_counter()
+    found, db_residues = mmseqs.search_batch([records[i] for i in todo], fasta, digest,
+                                             settings, threads=cpus)
+    seconds = time.perf_counter() - t
+    total = sum(records[i].length for i in todo)
+    for i, (text, hits) in zip(todo, found):
+        rec = records[i]
+        _store(rec, digest, settings, text, use_cache)
+        results[i] = MsaResult(rec.id, text, hits, settings.iterations, False,
+                               seconds * rec.length / total, db_residues)
+
+
+def _store(rec: SequenceRecord, digest: str, settings, text: str, use_cache: bool) -> None:
+    if use_cache:
+        try:
+            write_text(_cache_path(cache_key(rec.sequence, digest, settings)), text)
+        except OSError:
+            pass  # a read-only cache folder: searched again next time
 
 
 def _renamed(text: str, record_id: str) -> str:
