@@ -137,6 +137,34 @@ def test_plots_have_axes_and_colour_bars():
         viz.plot_pae(np.zeros((3, 4)))
 
 
+def test_coverage_rows_and_plot():
+    from foldlite.viz.plots import coverage_rows, plot_coverage
+
+    gap = 21
+    msa = np.array([[0, 1, 2, 3, 4, 5],
+                    [0, 1, 9, 9, gap, gap],     # covers 4, 2 identical
+                    [gap, gap, gap, gap, gap, gap],
+                    [0, 1, 2, 3, 4, 9]])        # covers 6, 5 identical
+    identity, covered = coverage_rows(msa, gap)
+    np.testing.assert_allclose(identity, [1.0, 0.5, 0.0, 5 / 6])
+    assert covered.sum(axis=1).tolist() == [6, 4, 0, 6]
+    qmap = np.array([-1, -1, 0, 1, 2, 3])
+    fig = plot_coverage(msa, gap=gap, templates={"1ABC_A": (qmap, 0.42)})
+    ax = fig.axes[0]
+    img = ax.get_images()[0].get_array()
+    # rows sorted by identity, a gap is blank (masked), a covered cell holds its row's identity
+    np.testing.assert_allclose(np.ma.filled(img, -1)[:, 0], [1.0, 5 / 6, 0.5, -1])
+    bottom = next(c for c in ax.child_axes if c.get_images())
+    assert [t.get_text() for t in bottom.get_yticklabels()] == ["1ABC_A"]
+    assert np.isnan(bottom.get_images()[0].get_array().filled(np.nan)[0, :2]).all()
+    assert "4 sequences, 1 template" in ax.get_title()
+    assert viz.figure_png(fig)[:4] == b"\x89PNG"
+    # templates only (no MSA): the query row alone
+    assert plot_coverage(None, templates={"t": (qmap, 0.3)}).axes
+    with pytest.raises(ValueError, match="MSA or at least one template"):
+        plot_coverage(None)
+
+
 def test_animate_frames(prot):
     frames = [prot.replace(atom_positions=(prot.atom_positions + 0.1 * i) * prot.atom_mask[..., None])
               for i in range(3)]

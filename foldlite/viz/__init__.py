@@ -25,7 +25,7 @@ from foldlite.protein import multi_model_pdb
 from foldlite.viz.curves import plot_training_curves, read_training_log
 from foldlite.viz.page import CDN_3DMOL, ENV_3DMOL_JS, html_page, resolve_3dmol_js, write_html
 from foldlite.viz.plots import (MAX_PAE, PLDDT_BANDS, figure_png, new_figure, plddt_band,
-                                plddt_colors, plot_pae, plot_plddt)
+                                plddt_colors, plot_coverage, plot_pae, plot_plddt)
 from foldlite.viz.view3d import (COLOR_MODES, REFERENCE_COLOR, STYLES, animate, overlay,
                                  pdb_text, show)
 
@@ -33,7 +33,7 @@ __all__ = [
     "CDN_3DMOL", "COLOR_MODES", "Comparison", "ENV_3DMOL_JS", "MAX_PAE", "PLDDT_BANDS",
     "REFERENCE_COLOR", "STYLES", "animate", "compare", "figure_png", "html_page",
     "multi_model_pdb", "new_figure", "overlay", "pdb_text", "plddt_band", "plddt_colors",
-    "plot_pae", "plot_plddt", "plot_training_curves", "read_training_log", "residue_pairs",
+    "plot_coverage", "plot_pae", "plot_plddt", "plot_training_curves", "read_training_log", "residue_pairs",
     "resolve_3dmol_js", "show", "write_html",
 ]
 

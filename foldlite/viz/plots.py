@@ -1,4 +1,5 @@
-"""Confidence plots: pLDDT along the sequence and the predicted aligned error (PAE) matrix.
+"""Confidence plots: pLDDT along the sequence and the predicted aligned error (PAE) matrix; the
+MSA and template coverage per residue (as ColabFold's coverage plot).
 
 A leaf module: it imports only numpy and matplotlib, so anything can draw these plots. Figures
 are made without pyplot (no global state, no display backend needed) and show themselves as PNG
@@ -127,6 +128,82 @@ def plot_pae(pae: np.ndarray, *, ax: Any = None, title: str | None = None,
     cax = ax.inset_axes([1.04, 0.0, 0.05, 1.0])
     cb = fig.colorbar(im, cax=cax)
     cb.set_label("Expected position error (\u00c5)")
+    return fig
+
+
+def coverage_rows(sequences: np.ndarray, gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per MSA row, the identity to the query (row 0) and the covered positions.
+
+    Args:
+      sequences: int [N, L] residue codes in query columns, row 0 the query.
+      gap: the gap code.
+    Returns:
+      identity: [N] identical / covered positions (0 for a row that covers nothing).
+      covered: bool [N, L] the row has a residue (not a gap) at the position.
+    """
+    seqs = np.asarray(sequences)
+    covered = seqs != gap
+    same = (seqs == seqs[:1]) & covered
+    n = covered.sum(axis=1)
+    identity = np.where(n > 0, same.sum(axis=1) / np.maximum(n, 1), 0.0)
+    return identity, covered
+
+
+def plot_coverage(sequences: np.ndarray | None, *, gap: int = 21,
+                  templates: dict[str, tuple[np.ndarray, float]] | None = None, ax: Any = None,
+                  title: str | None = None) -> "Figure":
+    """MSA and template coverage along the query.
+
+    Each MSA row is a line over the positions it covers, coloured by its identity to the query,
+    the rows sorted by identity (most identical at the top); the black line counts the rows
+    covering each position (right axis). Templates follow below the MSA rows, each a labelled
+    line coloured by its identity.
+
+    Args:
+      sequences: int [N, L] MSA in query columns (row 0 the query), or None (no MSA: query only
+        when templates give the length).
+      gap: the gap code in ``sequences``.
+      templates: {label: (query_to_template int [L] with -1 where unaligned, identity 0-1)}.
+      ax: draw into this Axes (default: a new Figure).
+    """
+    templates = templates or {}
+    if sequences is None:
+        if not templates:
+            raise ValueError("plot_coverage needs an MSA or at least one template")
+        length = len(next(iter(templates.values()))[0])
+        sequences = np.zeros((1, length), np.int32)
+    identity, covered = coverage_rows(sequences, gap)
+    order = np.argsort(-identity, kind="stable")
+    image = np.where(covered[order], identity[order, None], np.nan)
+    n_msa, length = covered.shape
+    extent_x = (0.5, length + 0.5)
+    fig, ax = _figure_axes(ax, (7.5, 4.6) if templates else (7.5, 4.0),
+                           (0.13, 0.4, 0.6, 0.52) if templates else (0.09, 0.13, 0.64, 0.77))
+    style = {"cmap": "rainbow_r", "vmin": 0.0, "vmax": 1.0, "aspect": "auto",
+             "interpolation": "nearest"}
+    im = ax.imshow(image, extent=(*extent_x, n_msa, 0), **style)
+    depth = covered.sum(axis=0)
+    twin = ax.twinx()
+    twin.plot(np.arange(1, length + 1), depth, color="black", lw=1.0)
+    twin.set_ylim(0, max(1, int(depth.max())) * 1.05)
+    twin.set_ylabel("Sequences covering")
+    ax.set_xlim(*extent_x)
+    ax.set_ylabel("MSA rows (by identity)")
+    ax.set_title(title or f"Coverage: {n_msa} sequences" +
+                 (f", {len(templates)} template(s)" if templates else ""))
+    bottom = ax
+    if templates:
+        # templates get rows of their own below the MSA, visible however deep the MSA is
+        bottom = ax.inset_axes([0.0, -0.5, 1.0, 0.36])
+        rows = [np.where(np.asarray(q) >= 0, float(t), np.nan) for q, t in templates.values()]
+        bottom.imshow(np.array(rows, np.float64), extent=(*extent_x, len(rows), 0), **style)
+        bottom.set_yticks(np.arange(len(rows)) + 0.5, list(templates), fontsize=7)
+        bottom.set_xlim(*extent_x)
+        ax.tick_params(labelbottom=False)
+    bottom.set_xlabel("Query position")
+    cax = ax.inset_axes([1.15, 0.0, 0.03, 1.0])
+    cb = fig.colorbar(im, cax=cax)
+    cb.set_label("Identity to the query")
     return fig
 
 
