@@ -339,7 +339,7 @@ def read_fasta(path: str | os.PathLike, max_length: int | None = None) -> list[S
 # A3M
 # --------------------------------------------------------------------------------------------
 
-def _a3m_records(text: str, path: Path) -> list[tuple[str, str, int]]:
+def _a3m_records(text: str, path: str | os.PathLike) -> list[tuple[str, str, int]]:
     """(name, sequence, line number) of each A3M record; '#' lines before the first are skipped."""
     records: list[list] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -377,7 +377,14 @@ def read_a3m(path: str | os.PathLike, query: str | SequenceRecord | None = None)
         not an amino acid, or a first row that does not match ``query``.
     """
     path = Path(path)
-    text = _read_checked(path, "A3M")
+    return parse_a3m(_read_checked(path, "A3M"), query, source=path)
+
+
+def parse_a3m(text: str, query: str | SequenceRecord | None = None, *,
+              source: str | os.PathLike = "A3M") -> Msa:
+    """An A3M alignment from its text (``read_a3m`` without the file; ``source`` names it in
+    messages)."""
+    path = source
     records = _a3m_records(text, path)
     if not records:
         raise InputError(f"{path}: no A3M records (a record starts with a '>' header line)")
