@@ -3,6 +3,7 @@ library, both built inside the tests (random sequences; homologs are mutated cop
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from datagen import mutate, random_backbone, random_sequence
 from foldlite.cli import main
+from foldlite.errors import InputError
 from foldlite.sequences import parse_sequence, read_a3m
 
 
@@ -237,3 +239,34 @@ def test_template_structure_folder_and_bad_library(tmp_path, capsys, repo_root):
     assert main(["templates", "index", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert "neither a foldlite dataset" in err and "Traceback" not in err
+
+
+def test_homology_searches_msas_and_templates_with_exclusions(tmp_path):
+    from foldlite.homology import Homology, HomologyConfig
+
+    rng = np.random.default_rng(3)
+    query, db = _family(rng)
+    _write_fasta(tmp_path / "db.fasta", db)
+    lib = _library(tmp_path, rng, query)
+    rec = parse_sequence(query, "q")
+    config = HomologyConfig(msa_db=tmp_path / "db.fasta", templates=lib)
+    h = Homology(config, progress=False)
+    (found,) = h.msas([rec])
+    assert found.msa.num_sequences == 8 and found.msa.length == rec.length
+    assert found.info["engine"] == "jackhmmer" and found.info["num_sequences"] == 8
+    assert found.a3m.startswith(">q\n")
+    t = h.templates(rec, found.msa)
+    assert t.info["search"] == "profile"
+    assert [x["chain_id"] for x in t.info["hits"]] == ["HOMO_A", "PART_A"]
+    # evaluation settings: a named chain and hits at/above an identity are never used
+    best_identity = t.hits[0].identity
+    strict = Homology(dataclasses.replace(config, exclude=frozenset({"PART_A"}),
+                                          identity_cutoff=best_identity), progress=False)
+    t2 = strict.templates(rec)
+    assert t2.hits == () and t2.info["excluded"] == 2 and t2.info["search"] == "sequence"
+    # neither: nothing searched
+    none = Homology(HomologyConfig(), progress=False)
+    assert none.msas([rec]) == [None] and none.templates(rec) is None
+    # a wrong database path fails before any search
+    with pytest.raises(InputError, match="sequence database not found"):
+        Homology(HomologyConfig(msa_db=tmp_path / "missing.fasta"))
