@@ -23,6 +23,7 @@ os.environ.setdefault("FOLDLITE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "f
 
 from conftest import tiny_weights  # noqa: E402
 from foldlite import fileio, outputs, pipeline  # noqa: E402
+from foldlite.commands import predict as predict_cmd  # noqa: E402
 from foldlite.cli import main  # noqa: E402
 
 UBQ = "MQIFVKTLTGKTITLEVEPS"
@@ -88,7 +89,7 @@ def test_outputs_checked_before_the_work_and_write_failures(weights, tmp_path, c
     afile = tmp_path / "afile"
     afile.write_text("x")
     calls = []
-    monkeypatch.setattr(pipeline, "predict", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(predict_cmd, "predict", lambda *a, **k: calls.append(1))
     for bad in (afile / "sub", afile, Path("/proc/foldlite-test"), Path("/proc")):
         if not Path("/proc").is_dir() and str(bad).startswith("/proc"):
             continue
@@ -139,7 +140,7 @@ def test_memory_is_checked_per_record_and_moves_with_chunking(weights, tmp_path,
     from foldlite.model.config import load_model_config
     from foldlite.model.memory import longest_length, network_bytes
 
-    model = pipeline.load_model(weights)
+    model = pipeline.load_predictor(weights)
     short = pipeline.memory_estimate(model, 20, refine=False)["network"]
     long_ = pipeline.memory_estimate(model, 700, refine=False)["network"]
     limit_gib = (short + long_) / 2 / 2**30
@@ -226,7 +227,8 @@ def test_pickled_weights_and_damaged_checkpoints(tmp_path, capsys):
     """Items 6, 9: pickled arrays are refused with foldlite's reason (plain arrays only), not
     numpy's advice to load them unsafely; --resume skips a damaged newest checkpoint, naming
     it, and resumes from the newest intact one."""
-    from foldlite.train.checkpoint import CheckpointManager, TrainState, load_weights
+    from foldlite.model.weights_io import load_weights
+    from foldlite.train.checkpoint import CheckpointManager, TrainState
 
     pickled = tmp_path / "w.npz"
     np.savez(pickled, obj=np.array([{"a": 1}], dtype=object))
