@@ -7,7 +7,7 @@ modules behind it import JAX).
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from foldlite.version import __version__
 
 __all__ = ["__version__", "Protein", "predict", "load_predictor", "refine"]
 

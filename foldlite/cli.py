@@ -18,8 +18,8 @@ import sys
 import threading
 import warnings
 
-from foldlite import __version__
 from foldlite.errors import FoldliteError, printable
+from foldlite.version import __version__
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {

@@ -16,8 +16,8 @@ import jax
 import jaxlib
 import numpy as np
 
-import foldlite
 from foldlite.errors import FoldliteError, InputError
+from foldlite.version import __version__
 
 #: device names ``select_device`` (and ``--device``) takes
 DEVICES = ("cpu", "gpu", "tpu")
@@ -73,6 +73,6 @@ def describe_device(device) -> str:
 
 def versions() -> dict[str, str]:
     """Versions of foldlite, JAX, jaxlib, Haiku, NumPy and Python."""
-    return {"foldlite": foldlite.__version__, "jax": jax.__version__,
+    return {"foldlite": __version__, "jax": jax.__version__,
             "jaxlib": jaxlib.__version__, "haiku": haiku.__version__,
             "numpy": np.__version__, "python": platform.python_version()}

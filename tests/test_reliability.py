@@ -137,6 +137,7 @@ def test_memory_is_checked_per_record_and_moves_with_chunking(weights, tmp_path,
     import jax.numpy as jnp
 
     from foldlite.data.features import make_features
+    from foldlite.model import make_model
     from foldlite.model.config import load_model_config
     from foldlite.model.memory import longest_length, network_bytes
 
@@ -162,9 +163,10 @@ def test_memory_is_checked_per_record_and_moves_with_chunking(weights, tmp_path,
     # the estimate is an upper bound of XLA's own account (tiny config, every path on)
     tiny = model.config
     feats = make_features(np.zeros(128, np.int32), pad_to=128)
+    network = make_model(tiny)
     for chunk in (0, 16):
-        fn = jax.jit(lambda p, f: model._transformed.apply(p, None, f, num_recycles=1,
-                                                           chunk_size=chunk).atom37)
+        fn = jax.jit(lambda p, f: network.apply(p, None, f, num_recycles=1,
+                                                chunk_size=chunk).atom37)
         mem = fn.lower(model.params, feats).compile().memory_analysis()
         used = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
         assert used <= network_bytes(tiny, 128, chunk)

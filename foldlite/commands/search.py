@@ -13,6 +13,8 @@ import time
 
 from foldlite.errors import InputError
 from foldlite.search import msa as msa_search
+from foldlite.search.database import check_database_file
+from foldlite.sequences import read_fasta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,9 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from foldlite.search.database import check_database_file
-    from foldlite.sequences import read_fasta
-
     if args.iterations < 1:
         raise InputError("--iterations must be at least 1")
     if args.max_sequences < 0:

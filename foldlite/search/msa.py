@@ -27,11 +27,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
+from tqdm import tqdm
+
 from foldlite.cache import cache_dir
 from foldlite.fileio import write_text
 from foldlite.search.alignment import align_to_query
-from foldlite.search.database import SequenceDatabase, read_database
-from foldlite.sequences import SequenceRecord
+from foldlite.search.database import (SequenceDatabase, check_database_file, file_digest,
+                                      read_database)
+from foldlite.sequences import SequenceRecord, safe_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +118,6 @@ def search_msas(records: Sequence[SequenceRecord], database: str | os.PathLike |
     """Search each record against ``database`` (a FASTA path or a loaded database) and return
     the A3Ms in record order. Cached results are reused; the database is read only when a
     record is not cached."""
-    from foldlite.search.database import check_database_file, file_digest
-
     if isinstance(database, SequenceDatabase):
         db, digest = database, database.digest or file_digest(database.path)
     else:
@@ -134,8 +135,6 @@ def search_msas(records: Sequence[SequenceRecord], database: str | os.PathLike |
     if todo:
         if db is None:
             db = read_database(database, digest=False)
-        from tqdm import tqdm
-
         bar = tqdm(total=len(todo) * settings.iterations, unit="iteration",
                    desc="foldlite search", disable=not progress, file=sys.stderr,
                    mininterval=0.5 if sys.stderr.isatty() else 30.0)
@@ -167,8 +166,6 @@ def _renamed(text: str, record_id: str) -> str:
 
 def write_msas(results: Sequence[MsaResult], out_dir: str | os.PathLike) -> list[Path]:
     """Write each result as ``OUT/<safe record id>.a3m`` (atomically); returns the paths."""
-    from foldlite.sequences import safe_name
-
     out = Path(out_dir)
     taken: set[str] = set()
     paths = []

@@ -27,7 +27,10 @@ import jax
 import numpy as np
 
 from foldlite import constants as rc
+from foldlite.data.dataset import Dataset
 from foldlite.data.features import Features, make_features
+from foldlite.data.loader import Loader, LoaderConfig
+from foldlite.data.splits import read_clusters, read_split
 from foldlite.errors import ConfigError, InputError
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -51,8 +54,6 @@ def split_chain_indices(ds: Any, split: str, splits_prefix: str | os.PathLike | 
     ``{splits_prefix}_{split}.txt`` (``foldlite data splits`` output), then as
     ``<dataset>/splits/{split}.txt``.
     """
-    from foldlite.data.splits import read_split
-
     if split == "all":
         return np.arange(len(ds))
     candidates = []
@@ -105,10 +106,6 @@ class TrainingData:
     """The training and validation examples of a ``TrainConfig`` (see the module docstring)."""
 
     def __init__(self, cfg: Any):
-        from foldlite.data.dataset import Dataset
-        from foldlite.data.loader import Loader, LoaderConfig
-        from foldlite.data.splits import read_clusters
-
         self.cfg = cfg
         d = cfg.data
         self.dataset = Dataset(resolve_path(d.path))
