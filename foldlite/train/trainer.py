@@ -32,7 +32,7 @@ is logged, and ``max_nonfinite`` consecutive ones stop the run. Checkpoints are 
 ``checkpoint.interval`` steps, at the end, and on Ctrl-C / SIGTERM (after the current step).
 The run folder (``log_dir``, default ``~/.cache/foldlite/runs/<name>``) holds ``config.yaml``,
 ``metrics.jsonl`` (one JSON record per line), ``checkpoints/`` and, at the end,
-``weights.npz`` (the EMA weights in the format of ``checkpoint.save_weights``).
+``weights.npz`` (the EMA weights in the format of ``foldlite.model.weights_io.save_weights``).
 """
 
 from __future__ import annotations
