@@ -17,6 +17,9 @@ a trace (x64, default matmul precision, PRNG implementation), and a fingerprint 
 foldlite's source files and of the jax, jaxlib, optax and dm-haiku versions, so an edit to the
 code or an upgrade never reuses a stale program (files of an older fingerprint are removed when
 a program is written anew).
+
+JAX is imported inside the functions that use it: the MSA and template searches take
+``cache_dir()`` from here and never need JAX, which takes seconds to import.
 """
 
 from __future__ import annotations
@@ -27,8 +30,13 @@ import inspect
 import os
 import threading
 import warnings
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from foldlite import fileio
 
 
 def cache_dir() -> Path:
@@ -50,7 +58,7 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path | No
     Idempotent; leaves a cache folder the user configured for JAX alone. Returns the folder in
     use, or None when the cache is off (``FOLDLITE_NO_COMPILATION_CACHE=1``) or not writable.
     """
-    import jax
+    import jax  # deferred: JAX (see the module docstring)
 
     if "dir" in _CACHE_STATE:
         return _CACHE_STATE["dir"]
@@ -94,8 +102,6 @@ def code_fingerprint() -> str:
     """sha256 over foldlite's source files and the versions of the libraries that trace
     programs (computed once per process)."""
     if not _FINGERPRINT:
-        from importlib import metadata
-
         h = hashlib.sha256()
         root = Path(__file__).resolve().parent
         for f in sorted(root.rglob("*.py")):
@@ -116,14 +122,14 @@ class _Program:
     out_tree: Any           # treedef of the output when the program returns flat leaves
 
     def run(self, leaves) -> Any:
-        import jax
+        import jax  # deferred: JAX (see the module docstring)
 
         out = self.call(*(_conform(x) for x in leaves))
         return out if self.out_tree is None else jax.tree_util.tree_unflatten(self.out_tree, out)
 
 
 def _flatten(dynamic: tuple):
-    import jax
+    import jax  # deferred: JAX (see the module docstring)
 
     return jax.tree_util.tree_flatten(dynamic)
 
@@ -150,7 +156,7 @@ class PersistentJit:
 
     def __init__(self, fun: Callable, name: str, *, static_argnames: Sequence[str] = (),
                  out_tree: Callable | None = None, key: str = "") -> None:
-        import jax
+        import jax  # deferred: JAX (see the module docstring)
 
         self.fun = fun
         self.name = name
@@ -195,7 +201,7 @@ class PersistentJit:
     def _lookup(self, static: dict, dynamic: tuple, leaves, in_tree) -> _Program | None:
         """The program for these arguments, or None where ``self.jitted`` serves (caches off,
         tracers, not exportable)."""
-        import jax
+        import jax  # deferred: JAX (see the module docstring)
 
         folder = program_dir()
         if folder is None or any(isinstance(x, jax.core.Tracer) for x in leaves):
@@ -215,10 +221,8 @@ class PersistentJit:
 
     def _load_or_export(self, folder: Path, static: dict, dynamic: tuple, leaves, in_tree,
                         specs, platform: str) -> _Program:
-        import jax
+        import jax  # deferred: JAX (see the module docstring)
         from jax import export
-
-        from foldlite import fileio
 
         fp = code_fingerprint()
         desc = repr((self.key, sorted(static.items()), str(in_tree),
@@ -262,8 +266,7 @@ class PersistentJit:
 
 
 def _spec(x):
-    import jax
-    import numpy as np
+    import jax  # deferred: JAX (see the module docstring)
 
     dtype = x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
     return jax.ShapeDtypeStruct(np.shape(x), jax.dtypes.canonicalize_dtype(dtype))
@@ -277,7 +280,7 @@ _TRACE_FLAGS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_default_p
 def _conform(x):
     """``x`` as a strongly typed array of its canonical dtype (what the compiled program takes:
     Python scalars, numpy arrays and weakly typed arrays otherwise differ from its types)."""
-    import jax
+    import jax  # deferred: JAX (see the module docstring)
     import jax.numpy as jnp
 
     if isinstance(x, jax.Array) and not x.weak_type:
@@ -289,7 +292,7 @@ def _conform(x):
 def _platform(leaves) -> str:
     """The export platform (``jax.export``'s names: cpu, cuda, rocm, tpu) of the first device
     array among ``leaves``, else of JAX's default backend."""
-    import jax
+    import jax  # deferred: JAX (see the module docstring)
     from jax import export
 
     name = None

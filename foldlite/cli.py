@@ -1,8 +1,8 @@
 """The ``foldlite`` command line: parses arguments and calls the stage that does the work.
 
-Each subcommand lives beside the code it drives; a module named in ``COMMANDS`` provides
-``add_arguments(parser)`` and ``run(args) -> int``. Only the module of the subcommand that is
-run gets imported, so ``foldlite --help`` is fast.
+Each subcommand is a module named in ``COMMANDS`` (in ``foldlite.commands``, apart from the
+library it drives) that provides ``add_arguments(parser)`` and ``run(args) -> int``. Only the
+module of the subcommand that is run gets imported, so ``foldlite --help`` is fast.
 
 A ``FoldliteError`` (a user's mistake) is printed as one message and exits with status 2;
 no traceback is shown for it. Ctrl-C exits with 130, SIGTERM with 143 (128 + the signal), after
@@ -18,15 +18,16 @@ import sys
 import threading
 import warnings
 
-from foldlite import __version__
 from foldlite.errors import FoldliteError, printable
+from foldlite.version import __version__
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "predict": ("foldlite.pipeline", "predict structures for FASTA records or a sequence"),
+    "predict": ("foldlite.commands.predict",
+                "predict structures for FASTA records or a sequence"),
     "refine": ("foldlite.physics.refine", "refine a structure by minimising foldlite's energy"),
     "train": ("foldlite.train.trainer", "train a model from a YAML config"),
-    "evaluate": ("foldlite.train.evaluate", "score predictions against real structures"),
+    "evaluate": ("foldlite.commands.evaluate", "score predictions against real structures"),
     "campaign": ("foldlite.commands.campaign",
                  "the training campaign: data packs, accelerator jobs, adopting their state"),
     "search": ("foldlite.commands.search",

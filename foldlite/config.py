@@ -15,6 +15,7 @@ them in the same place; ``config_path`` is the one rule that turns a name or a p
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import typing
@@ -154,7 +155,6 @@ def to_dict(cfg: Any) -> dict:
 
 def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     """Apply ``key.sub=value`` overrides to a nested dict (values parsed as YAML scalars)."""
-    import copy
     data = copy.deepcopy(data)
     for item in overrides:
         if "=" not in item:

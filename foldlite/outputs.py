@@ -38,10 +38,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from foldlite import fileio
+from foldlite import protein as protein_mod
+from foldlite import viz
 from foldlite.errors import printable
 
-if TYPE_CHECKING:  # pragma: no cover
-    from foldlite.pipeline import Prediction
+if TYPE_CHECKING:  # pragma: no cover - the result type only names what is written here
+    from foldlite.results import Prediction
 
 MODEL_PDB = "model.pdb"
 MODEL_CIF = "model.cif"
@@ -226,9 +228,6 @@ def write_record(outdir: str | os.PathLike, pred: "Prediction", *,
 
     An existing folder of the same name is replaced (the caller decides whether to overwrite).
     """
-    from foldlite import protein as protein_mod
-    from foldlite import viz
-
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     name = pred.name

@@ -278,7 +278,7 @@ def _sniff_format(path: Path, text: str) -> bool:
 
 
 def _first_model(path: Path):
-    from Bio.PDB import MMCIFParser, PDBParser
+    from Bio.PDB import MMCIFParser, PDBParser  # deferred: Biopython takes a while to import
 
     text = _read_text(path)
     is_cif = _sniff_format(path, text)
@@ -456,6 +456,7 @@ def _as_list(proteins: Protein | Sequence[Protein]) -> list[Protein]:
 
 def _to_biopython(proteins: list[Protein], plddts: list | None, pdb_limits: bool):
     """Build a Bio.PDB Structure (one model) from proteins."""
+    # deferred: Biopython takes a while to import; only writing files needs it
     from Bio.PDB.Atom import Atom
     from Bio.PDB.Chain import Chain
     from Bio.PDB.Model import Model
@@ -519,7 +520,7 @@ def to_pdb_string(protein: Protein | Sequence[Protein], plddt=None) -> str:
     Returns:
       The text: ATOM records with element symbols, TER after each chain, END.
     """
-    from Bio.PDB import PDBIO
+    from Bio.PDB import PDBIO  # deferred: Biopython takes a while to import
 
     prots = _as_list(protein)
     structure = _to_biopython(prots, _plddt_list(plddt, prots), pdb_limits=True)
@@ -536,7 +537,7 @@ def to_mmcif_string(protein: Protein | Sequence[Protein], plddt=None) -> str:
     The ``_atom_site`` loop carries auth and label chain ids and residue numbers, insertion codes
     (``pdbx_PDB_ins_code``), element symbols and B-factors (``plddt`` per residue if given).
     """
-    from Bio.PDB import MMCIFIO
+    from Bio.PDB import MMCIFIO  # deferred: Biopython takes a while to import
 
     prots = _as_list(protein)
     structure = _to_biopython(prots, _plddt_list(plddt, prots), pdb_limits=False)

@@ -58,14 +58,16 @@ def _peak_rss_mib() -> float:
 
 
 def worker(args: argparse.Namespace) -> dict:
-    from foldlite import outputs, pipeline
-    from foldlite.train.checkpoint import save_weights
+    from foldlite import outputs
+    from foldlite.commands.predict import predict_batch
+    from foldlite.model.inference import init_params
+    from foldlite.model.weights_io import save_weights
 
     work = Path(tempfile.mkdtemp(prefix="foldlite-bench-"))
     weights = args.weights
     t0 = time.perf_counter()
     if weights is None:
-        params, cfg = pipeline.init_params(args.config, seed=0)
+        params, cfg = init_params(args.config, seed=0)
         weights = work / f"untrained-{args.config}.npz"
         save_weights(weights, params, cfg, {"name": f"untrained-{args.config}"})
     t_init = time.perf_counter() - t0
@@ -77,7 +79,7 @@ def worker(args: argparse.Namespace) -> dict:
     runs = []
     for i in range(2):
         t = time.perf_counter()
-        res = pipeline.predict_batch(fasta, work / "out", overwrite=True, **common)
+        res = predict_batch(fasta, work / "out", overwrite=True, **common)
         wall = time.perf_counter() - t
         if not res.ok:
             raise SystemExit(f"prediction failed: {res.rows[0].message}")

@@ -4,7 +4,7 @@
 
 A run stopped by --time-limit or a signal leaves checkpoints but no ``weights.npz`` (that is
 written only when the run reaches its configured steps); this turns the newest checkpoint into the
-weights format of ``foldlite.train.checkpoint.save_weights`` (float32, pickle-free).
+weights format of ``foldlite.model.weights_io.save_weights`` (float32, pickle-free).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from foldlite.data.features import make_features
 from foldlite.fileio import load_npz
 from foldlite.model import make_model
 from foldlite.model.config import model_config_from_dict
-from foldlite.train.checkpoint import _unpack, save_weights, unflatten_like
+from foldlite.model.weights_io import save_weights, unpack_tree
+from foldlite.train.checkpoint import unflatten_like
 
 
 def main() -> None:
@@ -39,7 +40,8 @@ def main() -> None:
     template = model.init(jax.random.PRNGKey(0), make_features(np.zeros(8, np.int32)),
                           num_recycles=0)
     group = "params" if args.raw else "ema_params"
-    params = unflatten_like(template, _unpack(group, arrays, args.checkpoint), args.checkpoint)
+    params = unflatten_like(template, unpack_tree(group, arrays, args.checkpoint),
+                            args.checkpoint)
     step = int(arrays["step"])
     meta = {"train_config": extra.get("config"), "step": step,
             "train_seconds": extra.get("train_seconds"), "hardware": extra.get("hardware"),

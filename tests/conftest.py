@@ -32,11 +32,25 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="module")
 def fast_compile():
     """XLA optimisation level 0 for the tiny models of a test module (compiles in about half
-    the time; ``foldlite.train.trainer.compiler_options``). Use as
+    the time; ``foldlite.model.inference.compiler_options``). Use as
     ``pytestmark = pytest.mark.usefixtures("fast_compile")``."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FOLDLITE_FAST_COMPILE", "1")
         yield
+
+
+def compile_fast(fn, *args):
+    """``jax.jit(fn)`` compiled for ``args`` with the cheap XLA optimisation settings
+    (``foldlite.model.inference.FAST_COMPILE``: compile time dominates at test sizes)."""
+    import jax
+
+    from foldlite.model.inference import FAST_COMPILE
+
+    lowered = jax.jit(fn).lower(*args)
+    try:
+        return lowered.compile(compiler_options=FAST_COMPILE)
+    except Exception:  # option names unknown to this XLA version: compile normally
+        return lowered.compile()
 
 
 def perturbed_topology(n: int = 16, *, seed: int, sigma: float, restraint_weight: float = 5.0):
@@ -93,9 +107,9 @@ def tiny_weights() -> Path:
     if "tiny" not in _TINY_WEIGHTS:
         import tempfile
 
-        from foldlite import pipeline
-        from foldlite.train.checkpoint import save_weights
-        params, cfg = pipeline.init_params("tiny", seed=0)
+        from foldlite.model.inference import init_params
+        from foldlite.model.weights_io import save_weights
+        params, cfg = init_params("tiny", seed=0)
         path = Path(tempfile.mkdtemp(prefix="foldlite-test-weights-")) / "tiny-test.npz"
         save_weights(path, params, cfg, {"name": "tiny-test", "note": "untrained, for tests"})
         _TINY_WEIGHTS["tiny"] = path

@@ -38,7 +38,7 @@ def _threedmol_js() -> Path:
     env = os.environ.get(viz.ENV_3DMOL_JS)
     if env and Path(env).is_file():
         return Path(env)
-    from foldlite.pipeline import cache_dir
+    from foldlite.cache import cache_dir
     target = cache_dir() / "3dmol" / THREEDMOL_VERSION / "3Dmol-min.js"
     if target.is_file():
         return target

@@ -17,6 +17,7 @@ from foldlite.data import pack
 from foldlite.data.dataset import Dataset
 from foldlite.errors import InputError
 from foldlite.train import campaign
+from foldlite.model import weights_io
 from foldlite.train import checkpoint as ck
 
 from conftest import REPO, write_tiny_dataset
@@ -162,7 +163,7 @@ def test_accelerator_job_end_to_end_then_continue(dataset, tmp_path):
     assert record["residues_per_second"] > 0 and 0 <= record["data_wait_fraction"] <= 1
     assert sorted(p.name for p in (out / "state").iterdir()) == [
         "ema_params.npz", "opt_state.npz", "params.npz", "state.json"]
-    params, model_cfg, meta = ck.load_weights(out / "weights.npz")
+    params, model_cfg, meta = weights_io.load_weights(out / "weights.npz")
     assert meta["job"] == 0 and meta["step"] == record["step_to"]
     assert model_cfg.dtype == "float32"  # weights keep the model's own config
     assert (out / "report.md").read_text().startswith("# Campaign tiny-test: job 0")
@@ -192,7 +193,7 @@ def test_accelerator_job_end_to_end_then_continue(dataset, tmp_path):
     assert c["better"] is False and c["scores"]["candidate"]["profile"]["num_chains"] == 2
     assert c["scores"]["candidate"] == c["scores"]["current"]
     assert "keep the current weights" in campaign.format_comparison(c)
-    _, _, meta = ck.load_weights(out1 / "weights.npz")
+    _, _, meta = weights_io.load_weights(out1 / "weights.npz")
     assert meta["evaluation_data"]["path"] == str(ds)  # evaluate finds the real dataset
 
 

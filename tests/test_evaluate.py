@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -59,7 +60,7 @@ def tiny_weights(tmp_path_factory):
     model's init, values N(0, 0.05): untrained, and no compilation needed to make them)."""
     from foldlite.data.features import make_features
     from foldlite.model import load_model_config, make_model
-    from foldlite.train.checkpoint import save_weights
+    from foldlite.model.weights_io import save_weights
 
     cfg = load_model_config("tiny")
     model = make_model(cfg)
@@ -129,8 +130,8 @@ def test_evaluate_examples_with_score_workers():
         n = len(features.aatype)
         noise = np.linspace(0.1, 6.0, n)[:, None] * rng.normal(size=(n, 3))
         i = next(j for j, e in enumerate(examples) if e.features is features)
-        return {"ca": examples[i].true_ca + noise, "plddt": np.linspace(95, 20, n),
-                "ptm": np.float32(0.5)}
+        return SimpleNamespace(ca=examples[i].true_ca + noise, plddt=np.linspace(95, 20, n),
+                               ptm=np.float32(0.5))
 
     a = ev.evaluate_examples(predictor, examples, workers=0, seed=3)
     rng = np.random.default_rng(0)

@@ -8,21 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import compile_fast
 from foldlite.geometry.rigid import Rigid, random_rigid
 from foldlite.model.config import load_model_config
 from foldlite.model.ipa import InvariantPointAttention
 from foldlite.model.structure import StructureModule
 
 N = 12
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
-
-def compile_fast(fn, *args):
-    lowered = jax.jit(fn).lower(*args)
-    try:
-        return lowered.compile(compiler_options=FAST_COMPILE)
-    except Exception:  # option names unknown to this XLA version
-        return lowered.compile()
 
 
 def _perturbed(params, scale=0.1, seed=1):

@@ -17,6 +17,7 @@ from foldlite.geometry import torsions as tors
 from foldlite.geometry.rigid import Rigid, random_rigid
 from foldlite.model import ModelOutput
 from foldlite.model import heads
+from foldlite.model.inference import FAST_COMPILE
 from foldlite.train import losses as L
 from foldlite.train.config import LossConfig, LossWeights
 from foldlite.train.fape import frame_aligned_point_error
@@ -63,8 +64,7 @@ def _targets(ch, pad=0, idealise=False, backbone_only=False, garbage_seed=None):
 
 # jitted once per shape for the whole module (eager dispatch and recompiles are what cost
 # time), at XLA optimisation level 0 (half the compile time; these arrays are small)
-_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0,
-                                                    "xla_llvm_disable_expensive_passes": True})
+_jit = functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 _make_targets = _jit(L.make_targets)
 _compute = _jit(L.compute_losses, static_argnums=(2, 3))
 _build = _jit(tors.frames_and_torsions_to_atom14)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import compile_fast
 from foldlite import constants as rc
 from foldlite.data.features import make_features, stack_features
 from foldlite.errors import ConfigError
@@ -86,17 +87,6 @@ def sequence():
     return np.random.default_rng(0).integers(0, 20, L_REAL).astype(np.int32)
 
 
-#: XLA options for tests: compile time dominates at these tiny sizes, run time is negligible
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
-
-def compile_fast(fn, *args):
-    """``jax.jit(fn)`` compiled for ``args`` with cheap XLA optimisation settings."""
-    lowered = jax.jit(fn).lower(*args)
-    try:
-        return lowered.compile(compiler_options=FAST_COMPILE)
-    except Exception:  # option names unknown to this XLA version: compile normally
-        return lowered.compile()
 
 
 def _perturb_params(p, scale=0.1, seed=1):

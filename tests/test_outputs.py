@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from foldlite import outputs
-from foldlite.pipeline import Prediction, RankedModel
+from foldlite.results import Prediction, SeedPrediction
 from foldlite.protein import read_structure
 
 DATA = Path(__file__).parent / "data"
@@ -36,7 +36,7 @@ def make_prediction(prot=None, name="rec", num_seeds=2, refined=True, seed=0) ->
     for s in range(num_seeds):
         plddt = np.clip(np.linspace(30, 95, n) - 5 * s + rng.normal(0, 2, n), 0, 100)
         pae = rng.uniform(0, 31.75, (n, n))
-        ranked.append(RankedModel(seed=s, protein=prot.with_plddt(plddt), plddt=plddt, pae=pae,
+        ranked.append(SeedPrediction(seed=s, protein=prot.with_plddt(plddt), plddt=plddt, pae=pae,
                                   ptm=0.7 - 0.1 * s))
     best = ranked[0]
     report = FakeReport(10.0, 1.0, 5, np.array([1, 2]), trajectory=[prot]) if refined else None

@@ -23,6 +23,8 @@ os.environ.setdefault("FOLDLITE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "f
 
 from conftest import tiny_weights  # noqa: E402
 from foldlite import outputs, pipeline  # noqa: E402
+from foldlite.commands import predict as predict_cmd  # noqa: E402
+from foldlite.model import weights_io  # noqa: E402
 from foldlite.cli import main  # noqa: E402
 from foldlite.errors import InputError  # noqa: E402
 
@@ -41,7 +43,7 @@ def weights() -> Path:
 
 @pytest.fixture(scope="module")
 def model(weights):
-    return pipeline.load_model(weights)
+    return pipeline.load_predictor(weights)
 
 
 def _parse_pdb(path):
@@ -52,7 +54,7 @@ def _parse_pdb(path):
 def test_predict_one_sequence(model):
     from foldlite import constants as rc
 
-    pred = pipeline.predict(HP35, model=model, refine=False)
+    pred = pipeline.predict(HP35, predictor=model, refine=False)
     assert pred.length == 35 and pred.sequence == HP35 and pred.id == "query"
     p = pred.protein
     assert p.length == 35 and p.sequence == HP35
@@ -71,9 +73,9 @@ def test_predict_one_sequence(model):
 
 
 def test_same_seed_same_model_and_one_compile_per_bucket(weights, model):
-    a = pipeline.predict(TRPCAGE, model=model, seed=3, refine=False)
-    b = pipeline.predict(TRPCAGE, weights=weights, seed=3, refine=False)  # cached Model
-    assert pipeline.load_model(weights) is model
+    a = pipeline.predict(TRPCAGE, predictor=model, seed=3, refine=False)
+    b = pipeline.predict(TRPCAGE, weights=weights, seed=3, refine=False)  # cached Predictor
+    assert pipeline.load_predictor(weights) is model
     np.testing.assert_array_equal(a.protein.atom_positions, b.protein.atom_positions)
     np.testing.assert_array_equal(a.plddt, b.plddt)
     assert a.to_pdb() == b.to_pdb()
@@ -83,7 +85,7 @@ def test_same_seed_same_model_and_one_compile_per_bucket(weights, model):
 
 
 def test_seeds_sample_and_rank(model, tmp_path):
-    pred = pipeline.predict(TRPCAGE, model=model, num_seeds=2, seed=5, refine=False)
+    pred = pipeline.predict(TRPCAGE, predictor=model, num_seeds=2, seed=5, refine=False)
     assert sorted(m.seed for m in pred.ranked) == [5, 6]
     means = [m.mean_plddt for m in pred.ranked]
     assert means == sorted(means, reverse=True) and pred.seed == pred.ranked[0].seed
@@ -100,13 +102,13 @@ def test_msa_profile_features(model, tmp_path):
     a3m = tmp_path / "trpcage.a3m"
     a3m.write_text(f">query\n{TRPCAGE}\n>h1\nNLYIKWLKDGGPSSGRPPPS\n>h2\n-LYVQWLKDGGPaSSGRPPP-\n"
                    ">h3\nDAYAQWLKDGGPSSGRPPPS\n")
-    with_msa = pipeline.predict(TRPCAGE, model=model, msa=a3m, refine=False)
-    without = pipeline.predict(TRPCAGE, model=model, refine=False)
+    with_msa = pipeline.predict(TRPCAGE, predictor=model, msa=a3m, refine=False)
+    without = pipeline.predict(TRPCAGE, predictor=model, refine=False)
     assert with_msa.info["msa"] == {"path": str(a3m), "num_sequences": 4}
     assert not np.allclose(with_msa.plddt, without.plddt)
     from foldlite.errors import InputError
     with pytest.raises(InputError):
-        pipeline.predict(HP35, model=model, msa=a3m, refine=False)  # MSA of another query
+        pipeline.predict(HP35, predictor=model, msa=a3m, refine=False)  # MSA of another query
 
 
 def test_cli_end_to_end_on_bundled_examples(weights, tmp_path):
@@ -212,7 +214,7 @@ def test_batch_failures_hostile_headers_rerun_and_overwrite(weights, tmp_path, m
     # re-run: complete records are skipped without even loading the model
     def no_model(*a, **k):
         raise AssertionError("the model should not be needed")
-    monkeypatch.setattr(pipeline, "load_model", no_model)
+    monkeypatch.setattr(predict_cmd, "load_predictor", no_model)
     assert main(args + ["--quiet"]) == 1
     rows2 = outputs.read_summary(out)
     assert [r["status"] for r in rows2] == ["cached", "cached", "cached", "failed", "failed",
@@ -256,7 +258,7 @@ def test_killed_run_leaves_no_complete_looking_record(weights, tmp_path, monkeyp
 
 def test_user_errors(tmp_path, monkeypatch, capsys, weights):
     out = str(tmp_path / "o")
-    monkeypatch.setattr(pipeline, "DEFAULT_WEIGHTS", tmp_path / "absent" / "default.npz")
+    monkeypatch.setattr(weights_io, "DEFAULT_WEIGHTS", tmp_path / "absent" / "default.npz")
     assert main(["predict", TRPCAGE, "-o", out]) == 2
     assert "no shipped model weights" in capsys.readouterr().err
     assert main(["predict", TRPCAGE, "-o", out, "--weights", str(tmp_path / "nope.npz")]) == 2
@@ -297,9 +299,9 @@ def test_long_plain_sequence_and_bad_input_are_read_without_os_errors(tmp_path):
     """A plain sequence longer than a file name may be (ENAMETOOLONG) is still a sequence; a
     long string that is no sequence gets the usual one-line error."""
     seq = "MQIFVKTLTGKTITLEVEPSDTIENVKAKIQDKEGIPPDQQRLIFAGKQLEDGRTLSDYNIQKESTLHLVLRLRGG" * 6
-    (entry,) = pipeline.read_batch_input(seq)
+    (entry,) = predict_cmd.read_batch_input(seq)
     assert entry.error is None and entry.record.length == len(seq)
-    (entry,) = pipeline.read_batch_input(seq, max_length=100)
+    (entry,) = predict_cmd.read_batch_input(seq, max_length=100)
     assert "100" in entry.error
     with pytest.raises(InputError, match="no such FASTA file"):
-        pipeline.read_batch_input("x/" * 300 + "seq.fasta")
+        predict_cmd.read_batch_input("x/" * 300 + "seq.fasta")

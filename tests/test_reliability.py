@@ -23,6 +23,7 @@ os.environ.setdefault("FOLDLITE_CACHE_DIR", str(Path(tempfile.gettempdir()) / "f
 
 from conftest import tiny_weights  # noqa: E402
 from foldlite import fileio, outputs, pipeline  # noqa: E402
+from foldlite.commands import predict as predict_cmd  # noqa: E402
 from foldlite.cli import main  # noqa: E402
 
 UBQ = "MQIFVKTLTGKTITLEVEPS"
@@ -88,7 +89,7 @@ def test_outputs_checked_before_the_work_and_write_failures(weights, tmp_path, c
     afile = tmp_path / "afile"
     afile.write_text("x")
     calls = []
-    monkeypatch.setattr(pipeline, "predict", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(predict_cmd, "predict", lambda *a, **k: calls.append(1))
     for bad in (afile / "sub", afile, Path("/proc/foldlite-test"), Path("/proc")):
         if not Path("/proc").is_dir() and str(bad).startswith("/proc"):
             continue
@@ -136,10 +137,11 @@ def test_memory_is_checked_per_record_and_moves_with_chunking(weights, tmp_path,
     import jax.numpy as jnp
 
     from foldlite.data.features import make_features
+    from foldlite.model import make_model
     from foldlite.model.config import load_model_config
     from foldlite.model.memory import longest_length, network_bytes
 
-    model = pipeline.load_model(weights)
+    model = pipeline.load_predictor(weights)
     short = pipeline.memory_estimate(model, 20, refine=False)["network"]
     long_ = pipeline.memory_estimate(model, 700, refine=False)["network"]
     limit_gib = (short + long_) / 2 / 2**30
@@ -161,9 +163,10 @@ def test_memory_is_checked_per_record_and_moves_with_chunking(weights, tmp_path,
     # the estimate is an upper bound of XLA's own account (tiny config, every path on)
     tiny = model.config
     feats = make_features(np.zeros(128, np.int32), pad_to=128)
+    network = make_model(tiny)
     for chunk in (0, 16):
-        fn = jax.jit(lambda p, f: model._transformed.apply(p, None, f, num_recycles=1,
-                                                           chunk_size=chunk).atom37)
+        fn = jax.jit(lambda p, f: network.apply(p, None, f, num_recycles=1,
+                                                chunk_size=chunk).atom37)
         mem = fn.lower(model.params, feats).compile().memory_analysis()
         used = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
         assert used <= network_bytes(tiny, 128, chunk)
@@ -226,7 +229,8 @@ def test_pickled_weights_and_damaged_checkpoints(tmp_path, capsys):
     """Items 6, 9: pickled arrays are refused with foldlite's reason (plain arrays only), not
     numpy's advice to load them unsafely; --resume skips a damaged newest checkpoint, naming
     it, and resumes from the newest intact one."""
-    from foldlite.train.checkpoint import CheckpointManager, TrainState, load_weights
+    from foldlite.model.weights_io import load_weights
+    from foldlite.train.checkpoint import CheckpointManager, TrainState
 
     pickled = tmp_path / "w.npz"
     np.savez(pickled, obj=np.array([{"a": 1}], dtype=object))

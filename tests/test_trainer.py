@@ -21,6 +21,7 @@ import pytest
 
 from foldlite.config import CONFIGS_DIR
 from foldlite.errors import ConfigError, InputError
+from foldlite.model import weights_io
 from foldlite.train import checkpoint as ck
 from foldlite.train.config import load_train_config
 
@@ -86,17 +87,17 @@ def test_weights_and_checkpoint_files(tmp_path):
     params = {"foldlite/~/trunk/block's": {"w": np.arange(6, dtype=np.float32).reshape(2, 3)},
               "foldlite/heads": {"b": np.ones(4, np.float32), "w": np.zeros((4, 2), np.float32)}}
     mcfg = load_model_config("tiny")
-    ck.save_weights(tmp_path / "w.npz", params, mcfg, {"steps": 3})
-    p2, mcfg2, meta = ck.load_weights(tmp_path / "w.npz")
+    weights_io.save_weights(tmp_path / "w.npz", params, mcfg, {"steps": 3})
+    p2, mcfg2, meta = weights_io.load_weights(tmp_path / "w.npz")
     assert mcfg2 == mcfg and meta == {"steps": 3}
     assert_trees_close(params, p2)
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(p2)
-    ck.save_weights(tmp_path / "h.npz", params, mcfg, dtype=np.float16)
-    assert ck.load_weights(tmp_path / "h.npz")[0]["foldlite/heads"]["b"].dtype == np.float32
+    weights_io.save_weights(tmp_path / "h.npz", params, mcfg, dtype=np.float16)
+    assert weights_io.load_weights(tmp_path / "h.npz")[0]["foldlite/heads"]["b"].dtype == np.float32
     # a pickled object array is refused
     np.savez(tmp_path / "bad.npz", x=np.array([{"a": 1}], dtype=object))
     with pytest.raises(InputError):
-        ck.load_weights(tmp_path / "bad.npz")
+        weights_io.load_weights(tmp_path / "bad.npz")
 
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
     state = ck.TrainState(params=params, opt_state=opt.init(params), ema_params=params,
@@ -148,7 +149,7 @@ def test_resume_is_exact(dataset, tmp_path):
     evals = [r for r in log if r["kind"] == "eval"]
     assert evals and {"lddt_ca", "tm_score", "gdt_ts", "rmsd"} <= set(evals[-1])
     # final EMA weights, loadable by the predictor
-    params, mcfg, meta = ck.load_weights(tmp_path / "a" / "weights.npz")
+    params, mcfg, meta = weights_io.load_weights(tmp_path / "a" / "weights.npz")
     assert meta["step"] == 4 and mcfg == a.model_cfg
     assert_trees_close(params, sa.ema_params)
     # the EMA warms up: after 4 steps it is nearer the trained parameters than the initial ones
@@ -378,7 +379,7 @@ def test_time_budget_fits_schedule_and_init_weights(dataset, tmp_path):
     a = Trainer(tiny_cfg(dataset, tmp_path / "a"), progress=False)
     a.train()
     w = tmp_path / "a" / "weights.npz"
-    params, _, _ = ck.load_weights(w)
+    params, _, _ = weights_io.load_weights(w)
     cfg = tiny_cfg(dataset, tmp_path / "b", "steps=100000", "checkpoint.interval=100000",
                    "log_interval=1000")
     tr = Trainer(cfg, progress=False, init_weights=w)

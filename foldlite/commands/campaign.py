@@ -15,8 +15,8 @@ import sys
 import time
 
 from foldlite import fileio
+from foldlite.model.weights_io import default_weights_path
 from foldlite.train import campaign
-from foldlite.train.evaluate import default_weights_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

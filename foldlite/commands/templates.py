@@ -14,6 +14,7 @@ from pathlib import Path
 
 from foldlite.errors import InputError
 from foldlite.search import templates as tpl
+from foldlite.sequences import read_a3m, read_fasta, safe_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +48,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"template index of {meta['chains']} chains ({meta['residues']} residues) -> "
               f"{path} ({time.perf_counter() - t:.1f} s)")
         return 0
-    from foldlite.sequences import read_a3m, read_fasta, safe_name
-
     if args.max_hits < 1:
         raise InputError("--max-hits must be at least 1")
     records = read_fasta(args.query)

@@ -50,10 +50,11 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from foldlite import __version__
 from foldlite import constants as rc
 from foldlite.errors import InputError
 from foldlite.fileio import write_json, write_text
+from foldlite.protein import Protein
+from foldlite.version import __version__
 
 FORMAT = "foldlite-dataset"
 FORMAT_VERSION = 1
@@ -147,8 +148,6 @@ class ChainRecord:
 
     def to_protein(self):
         """This chain as a ``foldlite.protein.Protein``."""
-        from foldlite.protein import Protein
-
         chain = self.chain_id.rsplit("_", 1)[-1].split(".")[0] if "_" in self.chain_id else "A"
         b = self.b_factors if self.b_factors is not None else np.zeros_like(self.atom_mask)
         return Protein(aatype=self.aatype.astype(np.int32),

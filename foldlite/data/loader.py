@@ -44,6 +44,7 @@ import numpy as np
 from foldlite import constants as rc
 from foldlite.data import dataset as ds
 from foldlite.data.features import Features, length_bucket, make_features, stack_features
+from foldlite.data.splits import read_clusters, read_split
 from foldlite.errors import ConfigError, InputError
 
 _CA = rc.atom_order["CA"]
@@ -260,8 +261,6 @@ def make_loader(dataset: ds.Dataset | str | os.PathLike, split: str | None = Non
                 config: LoaderConfig = LoaderConfig()) -> Loader:
     """A ``Loader`` over one split: ids from ``{splits_prefix}_{split}.txt`` and clusters from
     ``{splits_prefix}_clusters.tsv`` when that file exists."""
-    from foldlite.data.splits import read_clusters, read_split
-
     ids = clusters = None
     if split is not None:
         if splits_prefix is None:

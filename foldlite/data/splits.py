@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from foldlite import constants as rc
+from foldlite.data.dataset import Dataset
 from foldlite.errors import InputError
 from foldlite.fileio import write_json, write_text
 
@@ -105,7 +106,7 @@ def cluster_kmer(sequences: Mapping[str, str], k: int = 4, min_shared: float = 0
     chains with a 30 %-identity homolog in training (0 % with MMseqs2 clusters); 30 s on 2 CPUs.
     Returns chain id -> representative.
     """
-    from scipy import sparse
+    from scipy import sparse  # deferred: SciPy's sparse matrices take a while to import
 
     ids = list(sequences)
     if not ids:
@@ -274,8 +275,6 @@ def make_splits(dataset_path: str | os.PathLike, prefix: str | os.PathLike, *,
                 valid_fraction: float = 0.05, eval_min_length: int = 50,
                 eval_max_length: int = 400) -> tuple[SplitResult, list[Path]]:
     """Cluster a dataset's chains and write split files at ``prefix``."""
-    from foldlite.data.dataset import Dataset
-
     d = Dataset(dataset_path)
     seqs = d.sequences()
     clusters, how = cluster_sequences(seqs, method, min_seq_id, coverage, threads)

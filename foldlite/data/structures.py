@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import io
 import os
 import re
 import socket
@@ -32,6 +33,7 @@ import numpy as np
 from foldlite import constants as rc
 from foldlite.data import dataset as ds
 from foldlite.errors import InputError
+from foldlite.protein import read_structure_chains
 
 STRUCTURE_SUFFIXES = (".cif", ".mmcif", ".pdb", ".ent")
 _CA = rc.atom_order["CA"]
@@ -88,8 +90,7 @@ def file_chain_ids(path: Path) -> list[str]:
 
 
 def _mmcif_chain_ids(text: str) -> list[str]:
-    from Bio.PDB.MMCIF2Dict import MMCIF2Dict
-    import io
+    from Bio.PDB.MMCIF2Dict import MMCIF2Dict  # deferred: Biopython takes a while to import
 
     try:
         d = MMCIF2Dict(io.StringIO(text))
@@ -186,8 +187,6 @@ def build_from_structures(in_dir: str | os.PathLike, out_dir: str | os.PathLike,
     Raises:
       InputError: when ``in_dir`` has no structure files or no chain passes the filters.
     """
-    from foldlite.protein import read_structure_chains
-
     if chains not in ("first", "all"):
         raise InputError(f"--chains must be 'first' or 'all', not {chains!r}")
     ds.check_output_dir(out_dir, overwrite)
@@ -321,7 +320,7 @@ def download_pdb_entries(ids: Sequence[str], dest: str | os.PathLike,
         raise InputError(f"cannot reach {RCSB_HOST} to download {len(todo)} PDB entr"
                          f"{'y' if len(todo) == 1 else 'ies'} (offline?); put the .cif files in "
                          f"{dest} yourself and run without --pdb-ids")
-    from Bio.PDB import PDBList
+    from Bio.PDB import PDBList  # deferred: Biopython; only downloads need it
 
     pdbl = PDBList(verbose=False)
     got, failed = [], []

@@ -265,7 +265,7 @@ def estimate_capacities(x: np.ndarray, mask: np.ndarray, cutoff: float,
     Returns (capacities dict with pairs_per_atom and candidates_per_atom; truncated: True
     when even ``MAX_CAPACITIES`` cannot hold the lists).
     """
-    from scipy.spatial import cKDTree
+    from scipy.spatial import cKDTree  # deferred: SciPy takes a while to import
 
     x = np.asarray(x, np.float64)
     real = np.nonzero(np.asarray(mask) > 0)[0]

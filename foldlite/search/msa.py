@@ -39,7 +39,7 @@ from foldlite.search import mmseqs
 from foldlite.search.database import (SequenceDatabase, check_database_file, file_digest,
                                       read_database)
 from foldlite.search.mmseqs import MmseqsSettings
-from foldlite.sequences import SequenceRecord
+from foldlite.sequences import SequenceRecord, safe_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +200,6 @@ def _renamed(text: str, record_id: str) -> str:
 
 def write_msas(results: Sequence[MsaResult], out_dir: str | os.PathLike) -> list[Path]:
     """Write each result as ``OUT/<safe record id>.a3m`` (atomically); returns the paths."""
-    from foldlite.sequences import safe_name
-
     out = Path(out_dir)
     taken: set[str] = set()
     paths = []

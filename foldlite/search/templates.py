@@ -29,10 +29,12 @@ import numpy as np
 
 from foldlite import constants as rc
 from foldlite.cache import cache_dir
+from foldlite.data.dataset import Dataset
+from foldlite.data.structures import build_from_structures, find_structure_files
 from foldlite.errors import InputError
 from foldlite.fileio import sha256_file, write_json, write_text
 from foldlite.search.alignment import align_to_query
-from foldlite.search.database import SequenceDatabase
+from foldlite.search.database import SequenceDatabase, read_database
 from foldlite.sequences import GAP, Msa, SequenceRecord
 
 INDEX_FORMAT = "foldlite-template-index"
@@ -87,8 +89,6 @@ def build_index(library: str | os.PathLike = DEFAULT_LIBRARY,
                 out_dir: str | os.PathLike | None = None) -> Path:
     """Build (or rebuild) the index of ``library`` (a dataset folder or a folder of mmCIF/PDB
     files) in ``out_dir`` (default ``default_index_dir(library)``); returns the index folder."""
-    from foldlite.data.dataset import Dataset
-
     library = Path(library).expanduser()
     if not library.exists():
         raise InputError(f"{library}: template library not found (a foldlite dataset folder, "
@@ -100,8 +100,6 @@ def build_index(library: str | os.PathLike = DEFAULT_LIBRARY,
     if (library / "manifest.json").is_file():
         dataset_dir = library.resolve()
     else:
-        from foldlite.data.structures import build_from_structures, find_structure_files
-
         if not find_structure_files(library):
             raise InputError(f"{library}: neither a foldlite dataset (no manifest.json) nor a "
                              "folder with mmCIF/PDB files (.cif, .mmcif, .pdb, .ent, optionally "
@@ -125,8 +123,6 @@ def build_index(library: str | os.PathLike = DEFAULT_LIBRARY,
 def open_index(index: str | os.PathLike | None = None, build: bool = True) -> TemplateIndex:
     """Open an index folder, or the index of a library folder (built first when missing or
     out of date and ``build``); ``None`` is the default library."""
-    from foldlite.search.database import read_database
-
     path = Path(index if index is not None else DEFAULT_LIBRARY).expanduser()
     if not (path / "index.json").is_file():
         library, path = path, default_index_dir(path)

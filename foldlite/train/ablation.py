@@ -31,6 +31,7 @@ writes no checkpoints.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -48,8 +49,13 @@ import yaml
 
 from foldlite import fileio
 from foldlite.config import to_dict
+from foldlite.data.structures import build_from_structures
 from foldlite.errors import ConfigError
+from foldlite.model.config import load_model_config
+from foldlite.model.inference import compiler_options
 from foldlite.train.config import TrainConfig, load_train_config
+from foldlite.train.trainer import (Trainer, init_state, learning_rate_at, make_optimizer,
+                                    make_train_step, num_recycles_for_step, to_host)
 
 #: the steps whose mean metrics decide whether the overfit goal is reached
 GOAL_WINDOW = 10
@@ -128,7 +134,6 @@ def variant_config(base: str, base_overrides: Sequence[str], variant: Variant, s
                    run_dir: Path) -> tuple[TrainConfig, HarnessOptions]:
     """The training config of ``variant`` (``steps`` steps, logs in ``run_dir``); a model
     override writes ``run_dir/model.yaml`` and points the config at it."""
-    from foldlite.model.config import load_model_config
 
     train, model, opts = split_overrides(list(base_overrides) + list(variant.overrides))
     cfg = load_train_config(base, train + [f"steps={steps}", f"log_dir={run_dir}",
@@ -159,8 +164,6 @@ def scale_module_updates(substring: str, factor: float) -> optax.GradientTransfo
 
 def _jit_step(trainer: Any, cfg: TrainConfig, opts: HarnessOptions) -> tuple[Callable, Callable]:
     """(jitted step, jitted init) for ``trainer``'s model with the harness options."""
-    from foldlite.train.trainer import compiler_options, init_state, make_optimizer, \
-        make_train_step
 
     optimizer = make_optimizer(cfg)
     if opts.structure_lr_scale != 1.0:
@@ -199,7 +202,6 @@ def run_variant(cfg: TrainConfig, opts: HarnessOptions, *, data: Any = None,
     ``compile_seconds`` (the first step), ``seconds_per_step`` (the others), ``train`` (means
     of ``TRAIN_METRICS``), ``goal_step`` (or None), ``curve``, ``valid`` (metrics or {}).
     """
-    from foldlite.train.trainer import Trainer, learning_rate_at, num_recycles_for_step, to_host
 
     trainer = Trainer(cfg, progress=False, data=data)
     step_fn, init_fn = _jit_step(trainer, cfg, opts)
@@ -260,7 +262,6 @@ def run_variant(cfg: TrainConfig, opts: HarnessOptions, *, data: Any = None,
 def single_chain_dataset(chain_file: str | Path, out_dir: Path) -> Path:
     """A one-chain foldlite dataset at ``out_dir`` from a PDB/mmCIF file (the first protein
     chain), built by the ``foldlite data structures`` code path."""
-    from foldlite.data.structures import build_from_structures
 
     chain_file = Path(chain_file)
     if not chain_file.is_file():
@@ -365,8 +366,6 @@ def format_curves(records: Sequence[dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of ``scripts/ablate.py``."""
-    import argparse
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="small", help="base training config (name or YAML)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

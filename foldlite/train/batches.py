@@ -18,6 +18,7 @@ Batch dict (numpy; ``b`` = examples of this process, ``N`` = ``crop_size``):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,11 @@ from typing import Any
 import jax
 import numpy as np
 
-from foldlite.data.features import Features
+from foldlite import constants as rc
+from foldlite.data.dataset import Dataset
+from foldlite.data.features import Features, make_features
+from foldlite.data.loader import Loader, LoaderConfig
+from foldlite.data.splits import read_clusters, read_split
 from foldlite.errors import ConfigError, InputError
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -49,8 +54,6 @@ def split_chain_indices(ds: Any, split: str, splits_prefix: str | os.PathLike | 
     ``{splits_prefix}_{split}.txt`` (``foldlite data splits`` output), then as
     ``<dataset>/splits/{split}.txt``.
     """
-    from foldlite.data.splits import read_split
-
     if split == "all":
         return np.arange(len(ds))
     candidates = []
@@ -70,14 +73,39 @@ def split_chain_indices(ds: Any, split: str, splits_prefix: str | os.PathLike | 
     raise InputError(f"split {split!r}: none of {[str(c) for c in candidates]} exists")
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalExample:
+    """One chain to predict and score.
+
+    Attributes:
+      chain_id: name in reports.
+      features: unpadded ``Features`` [L] (profile or one-hot).
+      true_ca: [L, 3] true CA positions; ``ca_mask`` [L] where they exist.
+    """
+
+    chain_id: str
+    features: Features
+    true_ca: np.ndarray
+    ca_mask: np.ndarray
+
+    @property
+    def length(self) -> int:
+        return int(self.true_ca.shape[0])
+
+
+def example_from_record(rec: Any, use_profile: bool = True) -> EvalExample:
+    """``EvalExample`` of a dataset ``ChainRecord``."""
+    profile = rec.profile if (use_profile and rec.profile is not None) else None
+    ca = rc.atom_order["CA"]
+    feats = make_features(rec.aatype, profile, rec.residue_index)
+    return EvalExample(rec.chain_id, feats, np.asarray(rec.atom_positions[:, ca], np.float32),
+                       np.asarray(rec.atom_mask[:, ca], np.float32))
+
+
 class TrainingData:
     """The training and validation examples of a ``TrainConfig`` (see the module docstring)."""
 
     def __init__(self, cfg: Any):
-        from foldlite.data.dataset import Dataset
-        from foldlite.data.loader import Loader, LoaderConfig
-        from foldlite.data.splits import read_clusters
-
         self.cfg = cfg
         d = cfg.data
         self.dataset = Dataset(resolve_path(d.path))
@@ -117,8 +145,6 @@ class TrainingData:
     def validation_examples(self) -> list:
         """The fixed validation subset: the first ``evaluation.num_chains`` chains of the
         validation split (in split order) within the length limits."""
-        from foldlite.train.evaluate import example_from_record
-
         if self._validation is not None:
             return self._validation
         ev = self.cfg.evaluation

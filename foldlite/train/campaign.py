@@ -48,10 +48,11 @@ from foldlite.data import pack as packs
 from foldlite.data.dataset import Dataset
 from foldlite.data.splits import read_clusters, read_split
 from foldlite.errors import ConfigError, InputError
-from foldlite.train.checkpoint import (load_state_parts, load_weights, save_state_parts,
-                                       save_weights)
+from foldlite.model.inference import Predictor
+from foldlite.model.weights_io import load_weights, save_weights
+from foldlite.train.checkpoint import load_state_parts, save_state_parts
 from foldlite.train.config import load_train_config
-from foldlite.train.evaluate import Predictor, evaluate_examples, examples_from_dataset
+from foldlite.train.evaluate import evaluate_examples, examples_from_dataset
 from foldlite.train.trainer import Trainer, learning_rate_at, to_host
 
 REPO = Path(__file__).resolve().parents[2]

@@ -41,7 +41,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from foldlite import constants as rc
+from foldlite.geometry import torsions as tors
 from foldlite.geometry.rigid import Rigid
+from foldlite.metrics import lddt_jax
+from foldlite.model import heads
 from foldlite.train.config import LossConfig, LossWeights
 from foldlite.train.fape import backbone_fape, frame_aligned_point_error, local_coordinates
 
@@ -96,7 +99,6 @@ _N, _CA, _C, _CB = (rc.atom_order[a] for a in ("N", "CA", "C", "CB"))
 
 def _heads_bins() -> tuple[np.ndarray, np.ndarray]:
     """Bin edges of the distogram and the aligned-error heads: ``foldlite.model.heads``."""
-    from foldlite.model import heads
     return np.asarray(heads.DISTOGRAM_BREAKS, np.float32), np.asarray(heads.PAE_BREAKS, np.float32)
 
 
@@ -182,8 +184,6 @@ def make_targets(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.ndar
       residue_index: int [N] residue numbers (a gap is a chain break).
       dssp3: int [N] secondary structure (0 helix, 1 strand, 2 coil, -1 unknown) or None.
     """
-    from foldlite.geometry import torsions as tors
-
     atom37 = jnp.asarray(atom37, jnp.float32)
     aatype = jnp.asarray(aatype, jnp.int32)
     residue_mask = jnp.asarray(residue_mask, jnp.float32)
@@ -372,7 +372,6 @@ def distogram_loss(logits: jnp.ndarray, targets: Targets, breaks: np.ndarray) ->
 
 def lddt_ca_per_residue(pred_ca: jnp.ndarray, targets: Targets) -> jnp.ndarray:
     """True per-residue lDDT-CA [N] of predicted CA positions (stop-gradient)."""
-    from foldlite.metrics import lddt_jax
     true_ca = targets.bb_frames.trans
     ca_mask = targets.bb_mask
     return jax.lax.stop_gradient(

@@ -32,7 +32,7 @@ is logged, and ``max_nonfinite`` consecutive ones stop the run. Checkpoints are 
 ``checkpoint.interval`` steps, at the end, and on Ctrl-C / SIGTERM (after the current step).
 The run folder (``log_dir``, default ``~/.cache/foldlite/runs/<name>``) holds ``config.yaml``,
 ``metrics.jsonl`` (one JSON record per line), ``checkpoints/`` and, at the end,
-``weights.npz`` (the EMA weights in the format of ``checkpoint.save_weights``).
+``weights.npz`` (the EMA weights in the format of ``foldlite.model.weights_io.save_weights``).
 """
 
 from __future__ import annotations
@@ -59,8 +59,11 @@ from foldlite import fileio
 from foldlite.config import to_dict
 from foldlite.data.features import Features
 from foldlite.errors import ConfigError, FoldliteError
-from foldlite.train.checkpoint import CheckpointManager, TrainState, save_weights
+from foldlite.model.inference import Predictor, compiler_options
+from foldlite.model.weights_io import load_weights, save_weights
+from foldlite.train.checkpoint import CheckpointManager, TrainState
 from foldlite.train.config import ExecutionConfig, LossWeights, TrainConfig, load_train_config
+from foldlite.train.evaluate import evaluate_examples
 from foldlite.train.losses import compute_losses, make_targets
 
 #: Keys of a batch that go into the jitted step (the rest, like chain ids, stay on the host).
@@ -214,15 +217,6 @@ def execution_model_config(model_cfg: Any, execution: ExecutionConfig) -> Any:
                                 unroll_training=model_cfg.trunk.unroll_training
                                 and not execution.scan_trunk)
     return dataclasses.replace(model_cfg, dtype=dtype, trunk=trunk)
-
-
-def compiler_options() -> dict | None:
-    """XLA options for ``jax.jit``: with the environment variable ``FOLDLITE_FAST_COMPILE=1``,
-    the backend optimisation level 0 (compiles in about half the time, runs slower: for tests
-    and CI, never for real training)."""
-    if os.environ.get("FOLDLITE_FAST_COMPILE", "") not in ("", "0"):
-        return {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-    return None
 
 
 #: Jitted functions shared by trainers of the same model and training settings in one process
@@ -426,8 +420,6 @@ class Trainer:
 
     def _from_weights(self, path: str | os.PathLike) -> TrainState:
         """A fresh state whose params and EMA come from the weights file ``path``."""
-        from foldlite.train.checkpoint import load_weights
-
         params, model_cfg, meta = load_weights(path)
         if model_cfg != self.model_cfg:
             raise ConfigError(f"{path}: the weights are for a different model config than "
@@ -534,8 +526,6 @@ class Trainer:
 
         ``deadline`` (``time.time()`` value): no chain is started after it, so the metrics may
         cover fewer chains (``num_chains`` says how many)."""
-        from foldlite.train.evaluate import Predictor, evaluate_examples
-
         ev = self.cfg.evaluation
         params = to_host(state.ema_params if ev.use_ema else state.params)
         if not self.is_main:
