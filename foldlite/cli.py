@@ -24,7 +24,7 @@ from foldlite.errors import FoldliteError, printable
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("foldlite.pipeline", "predict structures for FASTA records or a sequence"),
-    "refine": ("foldlite.physics.refine", "refine a structure by minimising foldlite's energy"),
+    "refine": ("foldlite.commands.refine", "refine a structure by minimising foldlite's energy"),
     "train": ("foldlite.train.trainer", "train a model from a YAML config"),
     "evaluate": ("foldlite.train.evaluate", "score predictions against real structures"),
     "campaign": ("foldlite.commands.campaign",
