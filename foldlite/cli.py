@@ -25,7 +25,7 @@ from foldlite.errors import FoldliteError, printable
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("foldlite.pipeline", "predict structures for FASTA records or a sequence"),
     "refine": ("foldlite.commands.refine", "refine a structure by minimising foldlite's energy"),
-    "train": ("foldlite.train.trainer", "train a model from a YAML config"),
+    "train": ("foldlite.commands.train", "train a model from a YAML config"),
     "evaluate": ("foldlite.train.evaluate", "score predictions against real structures"),
     "campaign": ("foldlite.commands.campaign",
                  "the training campaign: data packs, accelerator jobs, adopting their state"),
@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "MSAs for FASTA queries from a local sequence database (HMMER jackhmmer)"),
     "templates": ("foldlite.commands.templates",
                   "template library index and template search (HMMER)"),
-    "data": ("foldlite.data.cli", "build training datasets (ProMod3 database, mmCIF/PDB files)"),
+    "data": ("foldlite.commands.data", "build training datasets (ProMod3 database, mmCIF/PDB files)"),
     "view": ("foldlite.commands.view", "write a standalone HTML page with the 3D view and plots"),
 }
 

@@ -50,6 +50,9 @@ from foldlite import fileio
 from foldlite.config import to_dict
 from foldlite.errors import ConfigError
 from foldlite.train.config import TrainConfig, load_train_config
+from foldlite.train.devices import to_host
+from foldlite.train.step import (init_state, learning_rate_at, make_optimizer, make_train_step,
+                                 num_recycles_for_step)
 
 #: the steps whose mean metrics decide whether the overfit goal is reached
 GOAL_WINDOW = 10
@@ -159,8 +162,7 @@ def scale_module_updates(substring: str, factor: float) -> optax.GradientTransfo
 
 def _jit_step(trainer: Any, cfg: TrainConfig, opts: HarnessOptions) -> tuple[Callable, Callable]:
     """(jitted step, jitted init) for ``trainer``'s model with the harness options."""
-    from foldlite.train.trainer import compiler_options, init_state, make_optimizer, \
-        make_train_step
+    from foldlite.train.trainer import compiler_options
 
     optimizer = make_optimizer(cfg)
     if opts.structure_lr_scale != 1.0:
@@ -199,7 +201,7 @@ def run_variant(cfg: TrainConfig, opts: HarnessOptions, *, data: Any = None,
     ``compile_seconds`` (the first step), ``seconds_per_step`` (the others), ``train`` (means
     of ``TRAIN_METRICS``), ``goal_step`` (or None), ``curve``, ``valid`` (metrics or {}).
     """
-    from foldlite.train.trainer import Trainer, learning_rate_at, num_recycles_for_step, to_host
+    from foldlite.train.trainer import Trainer
 
     trainer = Trainer(cfg, progress=False, data=data)
     step_fn, init_fn = _jit_step(trainer, cfg, opts)

@@ -52,7 +52,9 @@ from foldlite.train.checkpoint import (load_state_parts, load_weights, save_stat
                                        save_weights)
 from foldlite.train.config import load_train_config
 from foldlite.train.evaluate import Predictor, evaluate_examples, examples_from_dataset
-from foldlite.train.trainer import Trainer, learning_rate_at, to_host
+from foldlite.train.devices import to_host
+from foldlite.train.step import learning_rate_at
+from foldlite.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 
