@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sp.add_argument("--dataset", type=Path, default=DEFAULT_PROMOD3_DIR,
                     help=f"dataset directory (default {DEFAULT_PROMOD3_DIR})")
     sp.add_argument("--prefix", type=Path, required=True,
-                    help="output prefix, e.g. data/splits/promod3 -> promod3_train.txt ...")
+                    help="output prefix, e.g. splits/mine -> splits/mine_train.txt ...")
     sp.add_argument("--method", choices=("auto", "mmseqs", "kmer"), default="auto")
     sp.add_argument("--min-seq-id", type=float, default=0.3)
     sp.add_argument("--coverage", type=float, default=0.8)
