@@ -20,7 +20,8 @@ import optax
 
 from foldlite.data.features import Features
 from foldlite.train.checkpoint import TrainState
-from foldlite.train.config import ExecutionConfig, LossWeights, TrainConfig
+from foldlite.train.config import (CheckpointConfig, EvalConfig, ExecutionConfig, LossWeights,
+                                   TrainConfig)
 from foldlite.train.losses import compute_losses, make_targets
 
 #: Keys of a batch that go into the jitted step (the rest, like chain ids, stay on the host).
@@ -164,3 +165,23 @@ def execution_model_config(model_cfg: Any, execution: ExecutionConfig) -> Any:
                                 unroll_training=model_cfg.trunk.unroll_training
                                 and not execution.scan_trunk)
     return dataclasses.replace(model_cfg, dtype=dtype, trunk=trunk)
+
+
+def step_cache_key(cfg: TrainConfig) -> TrainConfig:
+    """The part of ``cfg`` that the compiled step depends on (not the length of the run, the
+    schedule or the loss stages: learning rate and loss weights are arguments of the step)."""
+    o = cfg.optimizer
+    return dataclasses.replace(cfg, name="", log_dir=None, evaluation=EvalConfig(),
+                               checkpoint=CheckpointConfig(), log_interval=1, max_nonfinite=1,
+                               steps=0,
+                               optimizer=dataclasses.replace(o, learning_rate=0.0, warmup_steps=0,
+                                                             end_lr_fraction=0.0,
+                                                             schedule="cosine"),
+                               execution=dataclasses.replace(cfg.execution, prefetch=1),
+                               loss=dataclasses.replace(cfg.loss, stages=()),
+                               data=dataclasses.replace(cfg.data, path="", splits=None))
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------

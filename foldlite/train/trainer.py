@@ -56,7 +56,7 @@ from foldlite.train.metric_window import MetricWindow
 from foldlite.train.prefetch import Prefetcher
 from foldlite.train.step import (BATCH_ARRAY_KEYS, execution_model_config, init_state,
                                  learning_rate_at, make_optimizer, make_train_step,
-                                 num_recycles_for_step)
+                                 num_recycles_for_step, step_cache_key)
 
 
 class TrainingError(FoldliteError):
@@ -78,26 +78,6 @@ def compiler_options() -> dict | None:
 #: (tests and notebooks build several trainers; compiling the step is what takes time).
 _JIT_CACHE: dict[Any, Any] = {}
 
-
-def _step_cache_key(cfg: TrainConfig) -> TrainConfig:
-    """The part of ``cfg`` that the compiled step depends on (not the length of the run, the
-    schedule or the loss stages: learning rate and loss weights are arguments of the step)."""
-    from foldlite.train.config import CheckpointConfig, EvalConfig
-    o = cfg.optimizer
-    return dataclasses.replace(cfg, name="", log_dir=None, evaluation=EvalConfig(),
-                               checkpoint=CheckpointConfig(), log_interval=1, max_nonfinite=1,
-                               steps=0,
-                               optimizer=dataclasses.replace(o, learning_rate=0.0, warmup_steps=0,
-                                                             end_lr_fraction=0.0,
-                                                             schedule="cosine"),
-                               execution=dataclasses.replace(cfg.execution, prefetch=1),
-                               loss=dataclasses.replace(cfg.loss, stages=()),
-                               data=dataclasses.replace(cfg.data, path="", splits=None))
-
-
-# --------------------------------------------------------------------------------------------
-# The loop
-# --------------------------------------------------------------------------------------------
 
 @dataclasses.dataclass
 class TrainResult:
@@ -196,14 +176,14 @@ class Trainer:
         devices = self.parallel.device_ids
         opts = compiler_options()
         frozen_opts = tuple(sorted((opts or {}).items()))
-        key = ("step", self.step_model_cfg, _step_cache_key(cfg), devices, frozen_opts)
+        key = ("step", self.step_model_cfg, step_cache_key(cfg), devices, frozen_opts)
         if key not in _JIT_CACHE:
             _JIT_CACHE[key] = jax.jit(
                 make_train_step(self.model, cfg, self.optimizer),
                 static_argnums=(2,), donate_argnums=(0,),
                 out_shardings=(self.replicated, self.replicated), compiler_options=opts)
         self._step_fn = _JIT_CACHE[key]
-        key = ("init", self.step_model_cfg, _step_cache_key(cfg), frozen_opts)
+        key = ("init", self.step_model_cfg, step_cache_key(cfg), frozen_opts)
         if key not in _JIT_CACHE:
             model, optimizer = self.model, self.optimizer
             _JIT_CACHE[key] = jax.jit(lambda ex: init_state(model, cfg, ex, optimizer),
@@ -390,8 +370,12 @@ class Trainer:
             time_limit = time_budget if time_limit is None else min(time_limit, time_budget)
         state, loop = self._begin(until_step, time_budget)
         with _StopFlag() as stop:
+            # the batch threads start once the handler is in place (a batch read may signal);
+            # a signal stops the run after the step in progress, and the first step is always
+            # taken, so one that came during set-up stops it after that step
+            loop.batches.schedule(loop.step, loop.end)
             while loop.step < loop.end:
-                if stop.signal is not None:
+                if stop.signal is not None and loop.step > loop.start:
                     loop.stopped = "signal"
                     break
                 if time_limit is not None and time.time() - loop.t0 > time_limit:
@@ -410,7 +394,7 @@ class Trainer:
     def _begin(self, until_step: int | None, time_budget: float | None
                ) -> tuple[TrainState, _Loop]:
         """Write the run folder's config, load or initialise the state on the devices, and
-        start the loop at its step."""
+        set up the loop at its step (no batch is in the making yet)."""
         cfg = self.cfg
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -431,7 +415,6 @@ class Trainer:
                      stopped="done" if end == cfg.steps else "until",
                      planned=time_budget is None, t0=time.time(), window=MetricWindow(start),
                      batches=Prefetcher(self.global_batch, cfg.execution.prefetch), bar=bar)
-        loop.batches.schedule(start, end)
         return state, loop
 
     def _advance(self, state: TrainState, loop: _Loop) -> TrainState:
