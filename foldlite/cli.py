@@ -25,8 +25,8 @@ from foldlite.version import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("foldlite.commands.predict",
                 "predict structures for FASTA records or a sequence"),
-    "refine": ("foldlite.physics.refine", "refine a structure by minimising foldlite's energy"),
-    "train": ("foldlite.train.trainer", "train a model from a YAML config"),
+    "refine": ("foldlite.commands.refine", "refine a structure by minimising foldlite's energy"),
+    "train": ("foldlite.commands.train", "train a model from a YAML config"),
     "evaluate": ("foldlite.commands.evaluate", "score predictions against real structures"),
     "campaign": ("foldlite.commands.campaign",
                  "the training campaign: data packs, accelerator jobs, adopting their state"),
@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "MSAs for FASTA queries from a local sequence database (HMMER jackhmmer)"),
     "templates": ("foldlite.commands.templates",
                   "template library index and template search (HMMER)"),
-    "data": ("foldlite.data.cli", "build training datasets (ProMod3 database, mmCIF/PDB files)"),
+    "data": ("foldlite.commands.data", "build training datasets (ProMod3 database, mmCIF/PDB files)"),
     "view": ("foldlite.commands.view", "write a standalone HTML page with the 3D view and plots"),
 }
 

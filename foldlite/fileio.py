@@ -7,12 +7,14 @@ on POSIX and Windows when source and target are on the same file system).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Collection, Iterator
 
 import numpy as np
 
@@ -122,13 +124,54 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Non
     write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
 
 
+def jsonable(obj: Any, *, decimals: int | None = None, drop: Collection[str] = (),
+             nan_to_none: bool = True) -> Any:
+    """Plain JSON values (dicts with str keys, lists, str, int, float, bool, None) from nested
+    dicts, lists, tuples and dataclasses, numpy arrays and scalars, array-likes and paths; any
+    other object becomes its ``str``.
+
+    decimals: float arrays are rounded to this many decimals (None: as they are).
+    drop: dict keys and dataclass fields left out (e.g. a report's bulky ``trajectory``).
+    nan_to_none: non-finite floats become None (JSON has no NaN); False keeps them (Python's
+      ``json`` then writes NaN and Infinity).
+    """
+    def convert(o: Any) -> Any:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return {f.name: convert(getattr(o, f.name)) for f in dataclasses.fields(o)
+                    if f.name not in drop}
+        if isinstance(o, dict):
+            return {str(k): convert(v) for k, v in o.items() if k not in drop}
+        if isinstance(o, (list, tuple)):
+            return [convert(v) for v in o]
+        if isinstance(o, np.ndarray):
+            if o.dtype.kind not in "fc":
+                return o.tolist()
+            if decimals is not None:
+                o = np.round(o.astype(np.float64), decimals)
+            return convert(o.tolist())
+        if isinstance(o, (np.floating, float)):
+            f = float(o)
+            return None if nan_to_none and not math.isfinite(f) else f
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.bool_):
+            return bool(o)
+        if isinstance(o, (str, int, bool)) or o is None:
+            return o
+        if isinstance(o, Path):
+            return str(o)
+        if hasattr(o, "__array__"):
+            return convert(np.asarray(o))
+        return str(o)
+
+    return convert(obj)
+
+
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.floating, np.integer, np.bool_)):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
+    """The ``default`` of ``json.dumps``: numpy arrays and scalars and paths converted by
+    ``jsonable`` (non-finite values kept); ``TypeError`` for anything else."""
+    if isinstance(obj, (np.ndarray, np.generic, Path)):
+        return jsonable(obj, nan_to_none=False)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 

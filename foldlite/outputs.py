@@ -137,32 +137,9 @@ def summary_info(scores: dict) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 def _jsonable(obj: Any) -> Any:
-    """Plain JSON types from dataclasses, numpy values and arrays (NaN/inf become None)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if f.name != "trajectory"}
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items() if k != "trajectory"}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.kind in "fc":
-            return _jsonable(np.round(obj.astype(np.float64), 4).tolist())
-        return obj.tolist()
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if np.isfinite(f) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "__array__"):
-        return _jsonable(np.asarray(obj))
-    return str(obj)
+    """Plain JSON values for scores.json: float arrays to 4 decimals, NaN/inf as None, no
+    trajectory (``fileio.jsonable``)."""
+    return fileio.jsonable(obj, decimals=4, drop=("trajectory",))
 
 
 def _report_dict(report: Any) -> dict | None:

@@ -1,7 +1,7 @@
 """Measure how fast foldlite.data.loader produces training batches.
 
     python scripts/benchmark_loader.py [--dataset ~/.cache/foldlite/promod3]
-        [--splits data/splits/promod3] [--batch-size 8] [--crop-size 256] [--steps 50]
+        [--splits promod3] [--batch-size 8] [--crop-size 256] [--steps 50]
         [--workers 0 2]
 
 Prints the time to open the dataset and samples per second for each worker count (the first
@@ -17,12 +17,13 @@ from pathlib import Path
 
 from foldlite.data.dataset import Dataset
 from foldlite.data.loader import LoaderConfig, make_loader
+from foldlite.data.splits import resolve_splits_prefix
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("--dataset", type=Path, default=Path("~/.cache/foldlite/promod3"))
-    ap.add_argument("--splits", type=Path, default=Path("data/splits/promod3"),
+    ap.add_argument("--splits", default="promod3",
                     help="split prefix; the train split is sampled when it exists")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--crop-size", type=int, default=256)
@@ -39,9 +40,10 @@ def main() -> None:
           f"{t_open:.2f} s")
     cfg = LoaderConfig(batch_size=args.batch_size, crop_size=args.crop_size,
                        spatial_crop_prob=args.spatial_crop_prob)
-    split = "train" if Path(f"{args.splits}_train.txt").is_file() else None
+    splits = resolve_splits_prefix(args.splits)
+    split = "train" if Path(f"{splits}_train.txt").is_file() else None
     t0 = time.perf_counter()
-    loader = make_loader(ds, split, args.splits if split else None, cfg)
+    loader = make_loader(ds, split, splits if split else None, cfg)
     print(f"loader over {'the train split' if split else 'all chains'} ({len(loader):,} chains)"
           f" built in {time.perf_counter() - t0:.2f} s; batch {args.batch_size}, crop "
           f"{args.crop_size}, spatial crops {args.spatial_crop_prob:.0%}; {os.cpu_count()} CPUs")

@@ -67,7 +67,9 @@ def measure(args, overrides: list[str], name: str) -> dict:
     import numpy as np
 
     from foldlite.train.config import load_train_config
-    from foldlite.train.trainer import Trainer, _replicate, num_recycles_for_step
+    from foldlite.train.devices import replicate
+    from foldlite.train.step import num_recycles_for_step
+    from foldlite.train.trainer import Trainer
 
     tmp = Path(tempfile.mkdtemp(prefix="foldlite-bench-"))
     cfg = load_train_config(args.config, [*overrides, f"log_dir={tmp / 'run'}"])
@@ -82,7 +84,7 @@ def measure(args, overrides: list[str], name: str) -> dict:
         source = str(ds_path)
     trainer = Trainer(cfg, progress=False)
     t0 = time.time()
-    state = _replicate(trainer.initial_state(), trainer.replicated)
+    state = replicate(trainer.initial_state(), trainer.replicated)
     init_s = time.time() - t0
 
     def args_of(s):

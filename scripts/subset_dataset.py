@@ -22,13 +22,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a checkout too
 
 from foldlite.data.dataset import Dataset, write_dataset  # noqa: E402
-from foldlite.data.splits import read_clusters, read_split  # noqa: E402
+from foldlite.data.splits import read_clusters, read_split, resolve_splits_prefix  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="~/.cache/foldlite/promod3")
-    ap.add_argument("--splits", default="data/splits/promod3",
+    ap.add_argument("--splits", default="promod3",
                     help="split files prefix ({PREFIX}_train.txt, {PREFIX}_clusters.tsv)")
     ap.add_argument("--chains", type=int, default=4300, help="clusters (= chains) to keep")
     ap.add_argument("--min-length", type=int, default=40)
@@ -39,8 +39,9 @@ def main() -> None:
     args = ap.parse_args()
 
     ds = Dataset(Path(args.dataset).expanduser())
-    train = read_split(f"{args.splits}_train.txt")
-    clusters = read_clusters(f"{args.splits}_clusters.tsv")
+    prefix = resolve_splits_prefix(args.splits)
+    train = read_split(f"{prefix}_train.txt")
+    clusters = read_clusters(f"{prefix}_clusters.tsv")
     rng = np.random.default_rng(args.seed)
     members: dict[str, list[str]] = {}
     for cid in train:

@@ -53,6 +53,19 @@ def compile_fast(fn, *args):
         return lowered.compile()
 
 
+def perturbed_params(params, scale: float = 0.1, seed: int = 1):
+    """``params`` with Gaussian noise of sd ``scale`` added to every leaf: zero-initialised
+    output layers ("final" init) make many outputs, gradients and updates exactly zero at init,
+    and the noise makes the tests see a generic network. (numpy: eager jax.random calls would
+    compile one kernel per parameter shape.)"""
+    import jax
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return jax.tree_util.tree_map(
+        lambda x: np.asarray(x) + rng.normal(0.0, scale, x.shape).astype(np.float32), params)
+
+
 def perturbed_topology(n: int = 16, *, seed: int, sigma: float, restraint_weight: float = 5.0):
     """The first ``n`` residues of tests/data/1A8O.pdb with Gaussian noise of ``sigma`` A on
     every atom, as a physics ``Topology`` of jnp arrays (restraints to the noisy start) and its

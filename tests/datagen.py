@@ -1,15 +1,22 @@
-"""Synthetic chains for the data tests (foldlite.data): ideal backbones built from phi/psi."""
+"""Synthetic chains for the data tests (foldlite.data): ideal backbones built from phi/psi, and
+ProMod3 structure databases and Debian packages holding them (``write_structure_db``, the
+inverse of ``foldlite.data.promod3_db.read_structure_db``; ``make_deb``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import os
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
 from foldlite import constants as rc
-from foldlite.data.promod3 import DB_MEMBER
+from foldlite.data.promod3_db import (CHAIN_FIXED, COORD_SCALE, HEADER_SIZE, MAGIC,
+                                      MAGIC_FORMAT, RESIDUE_ARRAYS, U32, U64)
+from foldlite.data.promod3_deb import DB_MEMBER
+from foldlite.fileio import write_bytes
 
 # Engh & Huber (1991) backbone bond lengths (A) and angles (degrees).
 N_CA, CA_C, C_N, C_O = 1.458, 1.525, 1.329, 1.231
@@ -101,3 +108,70 @@ def make_deb(path: Path, db_bytes: bytes | None, member: str = DB_MEMBER) -> Pat
     path.write_bytes(_ar([("debian-binary", b"2.0\n"), ("control.tar.xz", b"x"),
                           ("data.tar.xz", buf.getvalue())]))
     return path
+
+
+@dataclasses.dataclass
+class DBChain:
+    """One chain to write with ``write_structure_db`` (``L`` residues).
+
+    backbone: [L, 4, 3] N, CA, C, O in Angstrom; profiles [L, 20] in ``profile_alphabet`` order
+    as frequencies (0..1); phi_psi [L, 2] radians.
+    """
+
+    pdb_id: str
+    chain: str
+    sequence: str
+    backbone: np.ndarray
+    dssp: str
+    start: int = 1
+    aln_profile: np.ndarray | None = None
+    struct_profile: np.ndarray | None = None
+    phi_psi: np.ndarray | None = None
+    accessibility: np.ndarray | None = None
+    depth: np.ndarray | None = None
+
+
+def encode_structure_db(chains: list[DBChain]) -> bytes:
+    """The bytes of a ``structure_db.dat`` holding ``chains`` (ProMod3's layout)."""
+    header = MAGIC_FORMAT.pack(*MAGIC) + bytes(HEADER_SIZE - MAGIC_FORMAT.size)
+    table = [U64.pack(len(chains))]
+    parts: dict[str, list[np.ndarray]] = {name: [] for name, _, _ in RESIDUE_ARRAYS}
+    seq = []
+    offset = 0
+    for c in chains:
+        L = len(c.sequence)
+        bb = np.asarray(c.backbone, np.float64).reshape(L, 4, 3)
+        shift = -np.round(bb.reshape(-1, 3).mean(0), 2) if L else np.zeros(3)
+        for s in (c.pdb_id, c.chain):
+            table.append(U32.pack(len(s)) + s.encode("ascii"))
+        table.append(CHAIN_FIXED.pack(offset, L, c.start, *shift.astype(np.float32)))
+        offset += L
+        seq.append(c.sequence.encode("ascii"))
+        xyz = np.rint((bb + shift.astype(np.float32)) / COORD_SCALE)
+        if np.abs(xyz).max(initial=0) > 32767:
+            raise ValueError(f"chain {c.pdb_id} {c.chain} spans more than +-327 A")
+        parts["coords"].append(xyz.astype("<i2"))
+        zeros = np.zeros((L, 20))
+        prof = [(c.aln_profile, "aln_profile"), (c.struct_profile, "struct_profile")]
+        for p, name in prof:
+            p = zeros if p is None else np.asarray(p, np.float64)
+            parts[name].append(np.rint(p * 10000).astype("<u2"))
+        pp = np.zeros((L, 2)) if c.phi_psi is None else np.asarray(c.phi_psi)
+        parts["phi_psi"].append(np.rint(pp * 1000).astype("<i2"))
+        for v, name in ((c.accessibility, "accessibility"), (c.depth, "depth")):
+            parts[name].append(np.zeros(L, "<u2") if v is None else np.asarray(v, "<u2"))
+        if len(c.dssp) != L:
+            raise ValueError(f"chain {c.pdb_id} {c.chain}: DSSP string length != sequence")
+        parts["dssp"].append(np.frombuffer(c.dssp.encode("ascii"), np.uint8))
+    n_res = offset
+    body = [U64.pack(n_res), b"".join(seq)]
+    for name, dt, trail in RESIDUE_ARRAYS:
+        arr = np.concatenate(parts[name]) if parts[name] else np.zeros((0,) + trail, dt)
+        body.append(U64.pack(n_res) + np.ascontiguousarray(arr, dtype=dt).tobytes())
+    return header + b"".join(table) + b"".join(body)
+
+
+def write_structure_db(path: str | os.PathLike, chains: list[DBChain]) -> Path:
+    """Write ``chains`` as a ``structure_db.dat`` at ``path`` (atomically)."""
+    write_bytes(path, encode_structure_db(chains))
+    return Path(path)

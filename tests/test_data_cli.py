@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datagen import make_deb, mutate, random_backbone, random_sequence
+from datagen import DBChain, make_deb, mutate, random_backbone, random_sequence, write_structure_db
 from foldlite.cli import main
-from foldlite.data import promod3 as pm
 from foldlite.data.dataset import Dataset
 from foldlite.data.splits import read_split
 
@@ -26,11 +25,11 @@ def synthetic_db(path: Path, n_fam: int = 8, per: int = 3) -> Path:
             seq = mutate(base, 0.1, rng) if k else base
             L = len(seq)
             prof = rng.random((L, 20))
-            chains.append(pm.DBChain(
+            chains.append(DBChain(
                 pdb_id=f"{f + 1}X{k}Y", chain="A", sequence=seq,
                 backbone=random_backbone(L, rng), dssp="".join(rng.choice(list("HEC"), L)),
                 aln_profile=prof / prof.sum(-1, keepdims=True)))
-    return pm.write_structure_db(path, chains)
+    return write_structure_db(path, chains)
 
 
 def test_promod3_info_split(tmp_path, capsys):

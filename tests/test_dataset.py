@@ -284,9 +284,9 @@ def test_assign_splits_by_cluster(tmp_path):
 
 
 def test_committed_promod3_splits(repo_root):
-    prefix = repo_root / "data" / "splits" / "promod3"
+    prefix = sp.resolve_splits_prefix("promod3")
     if not Path(f"{prefix}_test.txt").is_file():
-        pytest.skip("data/splits/promod3_*.txt not generated yet")
+        pytest.skip("foldlite/splits/promod3_*.txt not generated yet")
     sets = {s: set(sp.read_split(f"{prefix}_{s}.txt")) for s in sp.SPLITS}
     assert not (sets["train"] & sets["test"]) and not (sets["train"] & sets["valid"])
     assert len(sets["test"]) >= 300 and len(sets["valid"]) >= 300

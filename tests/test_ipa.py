@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import perturbed_params
 
 from conftest import compile_fast
 from foldlite.geometry.rigid import Rigid, random_rigid
@@ -15,13 +16,6 @@ from foldlite.model.ipa import InvariantPointAttention
 from foldlite.model.structure import StructureModule
 
 N = 12
-
-
-def _perturbed(params, scale=0.1, seed=1):
-    """Parameters with noise added, so zero-initialised output layers do not hide anything."""
-    rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(
-        lambda x: np.asarray(x) + rng.normal(0.0, scale, x.shape).astype(np.float32), params)
 
 
 def _global_transform(frames: Rigid, g: Rigid) -> Rigid:
@@ -55,7 +49,7 @@ def ipa_fn(cfg, inputs):
     s, z, frames, mask = inputs
     args = (s, z, frames.rot, frames.trans, mask)
     key = jax.random.PRNGKey(1)
-    params = _perturbed(compile_fast(t.init, key, *args)(key, *args))
+    params = perturbed_params(compile_fast(t.init, key, *args)(key, *args))
     fn = compile_fast(t.apply, params, *args)
     return lambda s, z, f, m: fn(params, s, z, f.rot, f.trans, m)
 
@@ -101,7 +95,7 @@ def structure_fn(cfg, inputs):
     frames_a = frames.scale_translation(10.0)
     args = (s, z, aatype, mask, frames_a.rot, frames_a.trans)
     key = jax.random.PRNGKey(2)
-    params = _perturbed(compile_fast(t.init, key, *args)(key, *args))
+    params = perturbed_params(compile_fast(t.init, key, *args)(key, *args))
     fn = compile_fast(t.apply, params, *args)
     return lambda f: fn(params, s, z, aatype, mask, f.rot, f.trans), frames_a, mask
 

@@ -15,15 +15,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: Modules that another change of the same redesign is moving (the `refine`, `train` and
-#: `data` command lines into foldlite/commands/, promod3's split by job): their imports inside
-#: functions are checked once they are moved. Path relative to the repository -> the move.
-PENDING: dict[str, str] = {
-    "foldlite/physics/refine.py": "the `refine` command line moves to foldlite/commands/",
-    "foldlite/train/trainer.py": "the `train` command line moves out of the trainer",
-    "foldlite/data/cli.py": "moves to foldlite/commands/data.py",
-    "foldlite/data/promod3.py": "split by job (reader, download, converter)",
-}
 
 
 def test_layer_contracts():
@@ -82,8 +73,6 @@ def function_imports_without_reason(repo: Path = REPO) -> list[str]:
     out = []
     for path in sorted((repo / "foldlite").rglob("*.py")):
         rel = path.relative_to(repo).as_posix()
-        if rel in PENDING:
-            continue
         source = path.read_text(encoding="utf-8")
         comments, lines = _comment_lines(source), source.splitlines()
         for group in _function_import_groups(ast.parse(source, rel)):
@@ -99,12 +88,6 @@ def test_imports_inside_functions_say_why():
     bad = function_imports_without_reason()
     assert not bad, ("imports inside functions without a comment saying why (move them to the "
                      "top of the module, or say what they defer):\n" + "\n".join(bad))
-
-
-def test_pending_modules_exist():
-    """Every excused module still exists: an excuse for a moved module is removed with it."""
-    stale = [p for p in PENDING if not (REPO / p).is_file()]
-    assert not stale, f"remove these from PENDING, they are gone: {stale}"
 
 
 def test_the_checker_sees_an_import_without_a_reason(tmp_path):

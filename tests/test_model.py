@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import perturbed_params
 
 from conftest import compile_fast
 from foldlite import constants as rc
@@ -89,21 +90,12 @@ def sequence():
 
 
 
-def _perturb_params(p, scale=0.1, seed=1):
-    """Zero-initialised output layers ("final" init) make many gradients and updates exactly
-    zero at init; add noise to every parameter so that the tests see a generic network.
-    (numpy: eager jax.random calls would compile one kernel per parameter shape)"""
-    rng = np.random.default_rng(seed)
-    return jax.tree_util.tree_map(
-        lambda x: np.asarray(x) + rng.normal(0.0, scale, x.shape).astype(np.float32), p)
-
-
 @pytest.fixture(scope="module")
 def params(model, sequence):
     f = make_features(sequence, pad_to=N_PAD)
     key = jax.random.PRNGKey(0)
     p = compile_fast(lambda k, f: model.init(k, f, 0), key, f)(key, f)
-    return _perturb_params(p)
+    return perturbed_params(p)
 
 
 def forward(model, params, features, num_recycles, chunk_size=None):
@@ -364,10 +356,11 @@ def test_haiku_params_do_not_depend_on_length(model, params):
 
 def test_recycled_pseudo_beta_from_frames_matches_atoms(out_padded, sequence):
     """Recycling passes take CB from the frames alone; it must equal the built atoms' CB."""
-    from foldlite.model.embed import pseudo_beta, pseudo_beta_from_frames
+    from foldlite.geometry.pseudo_beta import pseudo_beta
+    from foldlite.model.embed import pseudo_beta_from_frames
     aatype = jnp.asarray(np.concatenate([sequence, np.full(N_PAD - L_REAL, 20)]), jnp.int32)
     a = np.asarray(pseudo_beta_from_frames(out_padded.frames, aatype))
-    b = np.asarray(pseudo_beta(out_padded.atom37, aatype))
+    b = np.asarray(pseudo_beta(out_padded.atom37, out_padded.atom37_mask, aatype)[0])
     np.testing.assert_allclose(a[:L_REAL], b[:L_REAL], atol=1e-4)
 
 
@@ -397,7 +390,7 @@ def test_blocked_evaluation_is_exact(monkeypatch):
 
     t = hk.without_apply_rng(hk.transform(fn))
     key = jax.random.PRNGKey(1)
-    p = _perturb_params(compile_fast(lambda k, s, z: t.init(k, s, z, 0), key, s, z)(key, s, z))
+    p = perturbed_params(compile_fast(lambda k, s, z: t.init(k, s, z, 0), key, s, z)(key, s, z))
 
     def run(chunk):  # block sizes are read while tracing
         return compile_fast(lambda p, s, z: t.apply(p, s, z, chunk), p, s, z)(p, s, z)

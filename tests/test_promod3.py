@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datagen import make_deb, random_backbone, random_sequence
+from datagen import DBChain, make_deb, random_backbone, random_sequence, write_structure_db
 from foldlite import constants as rc
 from foldlite.data import promod3 as pm
+from foldlite.data import promod3_db as pmdb
+from foldlite.data import promod3_deb as pmdeb
 from foldlite.data.dataset import Dataset
 from foldlite.errors import InputError
 
@@ -19,12 +21,12 @@ CACHE = Path(os.environ.get("FOLDLITE_CACHE", "~/.cache/foldlite")).expanduser()
 REAL_DEB_DIRS = [CACHE, Path("/root/promod3")]
 
 
-def synthetic_chains(rng: np.random.Generator, lengths=(12, 30, 7)) -> list[pm.DBChain]:
+def synthetic_chains(rng: np.random.Generator, lengths=(12, 30, 7)) -> list[DBChain]:
     chains = []
     for k, L in enumerate(lengths):
         prof = rng.random((L, 20))
         prof /= prof.sum(-1, keepdims=True)
-        chains.append(pm.DBChain(
+        chains.append(DBChain(
             pdb_id=f"{k + 1}ABC", chain="AB"[k % 2], sequence=random_sequence(L, rng),
             backbone=random_backbone(L, rng, origin=rng.normal(0, 150, 3)),
             dssp="".join(rng.choice(list("HECTSGBI"), L)), start=int(rng.integers(-5, 300)),
@@ -37,13 +39,13 @@ def synthetic_chains(rng: np.random.Generator, lengths=(12, 30, 7)) -> list[pm.D
 def synth(tmp_path):
     rng = np.random.default_rng(0)
     chains = synthetic_chains(rng)
-    path = pm.write_structure_db(tmp_path / "structure_db.dat", chains)
+    path = write_structure_db(tmp_path / "structure_db.dat", chains)
     return path, chains
 
 
 def test_read_synthetic(synth):
     path, chains = synth
-    db = pm.read_structure_db(path)
+    db = pmdb.read_structure_db(path)
     assert db.num_chains == 3 and db.num_residues == sum(len(c.sequence) for c in chains)
     for i, c in enumerate(chains):
         assert db.chain_id(i) == f"{c.pdb_id}_{c.chain}"
@@ -55,7 +57,7 @@ def test_read_synthetic(synth):
 
 def test_convert_synthetic(synth, tmp_path):
     path, chains = synth
-    rep = pm.convert(pm.read_structure_db(path), tmp_path / "ds")
+    rep = pm.convert(pmdb.read_structure_db(path), tmp_path / "ds")
     assert (rep.num_chains, rep.num_residues) == (3, 49)
     d = Dataset(tmp_path / "ds")
     assert d.chain_ids == ["1ABC_A", "2ABC_B", "3ABC_A"]
@@ -86,7 +88,7 @@ def test_convert_synthetic(synth, tmp_path):
 def _expect(path: Path, data: bytes, match: str) -> None:
     path.write_bytes(data)
     with pytest.raises(InputError, match=match) as e:
-        pm.read_structure_db(path)
+        pmdb.read_structure_db(path)
     assert str(path) in str(e.value)
 
 
@@ -95,7 +97,7 @@ def test_truncated_files(synth, tmp_path):
     raw = path.read_bytes()
     bad = tmp_path / "bad.dat"
     n_res_pos = raw.index(struct.pack("<Q", 49))
-    for cut in (10, pm.HEADER_SIZE + 4, pm.HEADER_SIZE + 20, n_res_pos + 20, len(raw) - 1000,
+    for cut in (10, pmdb.HEADER_SIZE + 4, pmdb.HEADER_SIZE + 20, n_res_pos + 20, len(raw) - 1000,
                 len(raw) - 1):
         _expect(bad, raw[:cut], "truncated|shorter")
 
@@ -108,14 +110,14 @@ def test_corrupted_files(synth, tmp_path):
     _expect(bad, bytes(raw) + b"\0\0", "follow the last array")
     # chain count far beyond the file
     r = bytearray(raw)
-    r[pm.HEADER_SIZE:pm.HEADER_SIZE + 8] = struct.pack("<Q", 10 ** 9)
+    r[pmdb.HEADER_SIZE:pmdb.HEADER_SIZE + 8] = struct.pack("<Q", 10 ** 9)
     _expect(bad, bytes(r), "n_chains")
     # first chain's PDB id length absurd
     r = bytearray(raw)
-    r[pm.HEADER_SIZE + 8:pm.HEADER_SIZE + 12] = struct.pack("<I", 5000)
+    r[pmdb.HEADER_SIZE + 8:pmdb.HEADER_SIZE + 12] = struct.pack("<I", 5000)
     _expect(bad, bytes(r), "PDB id has length 5000")
     # first chain's residue offset beyond n_res
-    at = pm.HEADER_SIZE + 8 + 4 + 4 + 4 + 1
+    at = pmdb.HEADER_SIZE + 8 + 4 + 4 + 4 + 1
     r = bytearray(raw)
     r[at:at + 4] = struct.pack("<I", 45)
     _expect(bad, bytes(r), "outside the 49 residues")
@@ -135,9 +137,9 @@ def test_corrupted_files(synth, tmp_path):
 def test_deb_extraction(synth, tmp_path):
     path, _ = synth
     deb = make_deb(tmp_path / "promod3-data_9.9_all.deb", path.read_bytes())
-    names = [m[0] for m in pm.ar_members(deb)]
+    names = [m[0] for m in pmdeb.ar_members(deb)]
     assert names == ["debian-binary", "control.tar.xz", "data.tar.xz"]
-    size, sha = pm.extract_structure_db(deb, tmp_path / "out.dat")
+    size, sha = pmdeb.extract_structure_db(deb, tmp_path / "out.dat")
     assert (tmp_path / "out.dat").read_bytes() == path.read_bytes() and size == path.stat().st_size
     logs: list[str] = []
     rep = pm.convert_from_deb_or_db(tmp_path / "ds", deb=deb, log=logs.append)
@@ -152,32 +154,32 @@ def test_bad_debs(synth, tmp_path):
     not_deb = tmp_path / "x.deb"
     not_deb.write_bytes(b"hello world")
     with pytest.raises(InputError, match="not a Debian package"):
-        pm.extract_structure_db(not_deb, tmp_path / "o.dat")
+        pmdeb.extract_structure_db(not_deb, tmp_path / "o.dat")
     no_db = make_deb(tmp_path / "y.deb", None)
     with pytest.raises(InputError, match="has no usr/share/promod3"):
-        pm.extract_structure_db(no_db, tmp_path / "o.dat")
+        pmdeb.extract_structure_db(no_db, tmp_path / "o.dat")
     full = make_deb(tmp_path / "z.deb", path.read_bytes())
     cut = tmp_path / "cut.deb"
     cut.write_bytes(full.read_bytes()[:-500])
     with pytest.raises(InputError, match="truncated"):
-        pm.extract_structure_db(cut, tmp_path / "o.dat")
+        pmdeb.extract_structure_db(cut, tmp_path / "o.dat")
     assert not (tmp_path / "o.dat").exists()
 
 
 def test_download_without_apt(monkeypatch, tmp_path):
-    monkeypatch.setattr(pm.shutil, "which", lambda name: None)
+    monkeypatch.setattr(pmdeb.shutil, "which", lambda name: None)
     with pytest.raises(InputError, match="apt-get is not available.*--deb"):
-        pm.download_deb(tmp_path)
+        pmdeb.download_deb(tmp_path)
 
 
 def test_download_failure_message(monkeypatch, tmp_path):
     class Done:
         returncode, stdout, stderr = 100, "", "E: Unable to locate package promod3-data\n"
 
-    monkeypatch.setattr(pm.shutil, "which", lambda name: "/usr/bin/apt-get")
-    monkeypatch.setattr(pm.subprocess, "run", lambda *a, **k: Done())
+    monkeypatch.setattr(pmdeb.shutil, "which", lambda name: "/usr/bin/apt-get")
+    monkeypatch.setattr(pmdeb.subprocess, "run", lambda *a, **k: Done())
     with pytest.raises(InputError, match="Unable to locate package.*apt-get update"):
-        pm.download_deb(tmp_path)
+        pmdeb.download_deb(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------
@@ -209,14 +211,14 @@ def _real_dataset() -> Dataset:
 
 def test_real_deb_members():
     deb = _real_deb()
-    members = dict((n, s) for n, _, s in pm.ar_members(deb))
+    members = dict((n, s) for n, _, s in pmdeb.ar_members(deb))
     assert "data.tar.xz" in members
     if deb.name == "promod3-data_3.2.1+ds-6_all.deb":
         assert members["data.tar.xz"] == 371_346_856
 
 
 def test_real_db_header_and_first_chains():
-    db = pm.read_structure_db(_real_db())
+    db = pmdb.read_structure_db(_real_db())
     assert db.file_size == pm.KNOWN_DB_SIZE
     assert (db.num_chains, db.num_residues) == (pm.KNOWN_NUM_CHAINS, pm.KNOWN_NUM_RESIDUES)
     assert (db.pdb_ids[0], db.chain_names[0], int(db.lengths[0])) == ("12AS", "A", 327)

@@ -204,7 +204,7 @@ def test_cli_refine_end_to_end(native, tmp_path, monkeypatch, capsys):
                      str(CONFIG.max_steps)]) == 0
     assert read_structure(folder / "noisy_refined.pdb").length == N_RES
     capsys.readouterr()
-    refine_mod = importlib.import_module("foldlite.physics.refine")
+    refine_mod = importlib.import_module("foldlite.commands.refine")
     monkeypatch.setattr(refine_mod, "refine", lambda *a, **k: pytest.fail("refined anyway"))
     for bad in (["-o", str(out / "sub.pdb")], ["-o", str(folder), "--report", str(folder)]):
         assert cli_main(["refine", str(src), *bad]) == 2

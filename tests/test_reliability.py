@@ -134,7 +134,6 @@ def test_memory_is_checked_per_record_and_moves_with_chunking(weights, tmp_path,
     runs, with the length, the estimate, the limit and what to do; the others are predicted.
     Chunking lowers the estimate, and the estimate covers what XLA allocates."""
     import jax
-    import jax.numpy as jnp
 
     from foldlite.data.features import make_features
     from foldlite.model import make_model

@@ -44,7 +44,7 @@ import numpy as np
 from foldlite import constants as rc
 from foldlite.data import dataset as ds
 from foldlite.data.features import Features, length_bucket, make_features, stack_features
-from foldlite.data.splits import read_clusters, read_split
+from foldlite.data.splits import read_clusters, read_split, resolve_splits_prefix
 from foldlite.errors import ConfigError, InputError
 
 _CA = rc.atom_order["CA"]
@@ -260,13 +260,15 @@ def make_loader(dataset: ds.Dataset | str | os.PathLike, split: str | None = Non
                 splits_prefix: str | os.PathLike | None = None,
                 config: LoaderConfig = LoaderConfig()) -> Loader:
     """A ``Loader`` over one split: ids from ``{splits_prefix}_{split}.txt`` and clusters from
-    ``{splits_prefix}_clusters.tsv`` when that file exists."""
+    ``{splits_prefix}_clusters.tsv`` when that file exists (``splits_prefix``: a shipped split
+    set's name or a path prefix, ``foldlite.data.splits.resolve_splits_prefix``)."""
     ids = clusters = None
     if split is not None:
         if splits_prefix is None:
-            raise InputError("a split needs splits_prefix (e.g. data/splits/promod3)")
-        ids = read_split(f"{splits_prefix}_{split}.txt")
-        cpath = Path(f"{splits_prefix}_clusters.tsv")
+            raise InputError("a split needs splits_prefix (e.g. promod3, the shipped splits)")
+        prefix = resolve_splits_prefix(splits_prefix)
+        ids = read_split(f"{prefix}_{split}.txt")
+        cpath = Path(f"{prefix}_clusters.tsv")
         if cpath.is_file():
             clusters = read_clusters(cpath)
     return Loader(dataset, config, chain_ids=ids, clusters=clusters)

@@ -17,6 +17,11 @@ in training.
 Files written by ``write_splits(prefix, ...)``: ``{prefix}_train.txt``, ``_valid.txt``,
 ``_test.txt`` (one chain id per line), ``{prefix}_clusters.tsv`` (representative, member: for
 cluster-weighted sampling) and ``{prefix}_splits.json`` (method, parameters, counts).
+
+The committed ProMod3 splits ship inside the package as package data,
+``foldlite/splits/promod3_*`` (``SPLITS_DIR``), so a checkout, an editable install and an
+installed wheel find them in the same place; ``resolve_splits_prefix`` is the one rule that turns a
+split set's name (``promod3``) or a path prefix into the prefix of its files.
 """
 
 from __future__ import annotations
@@ -38,6 +43,35 @@ from foldlite.errors import InputError
 from foldlite.fileio import write_json, write_text
 
 SPLITS = ("train", "valid", "test")
+
+#: the shipped split sets: <package>/splits/<name>_{train,valid,test}.txt, <name>_clusters.tsv
+#: (package data)
+SPLITS_DIR = Path(__file__).resolve().parents[1] / "splits"
+
+
+def available_splits() -> list[str]:
+    """Names of the shipped split sets (``promod3``)."""
+    return sorted(p.name[: -len("_train.txt")] for p in SPLITS_DIR.glob("*_train.txt"))
+
+
+def resolve_splits_prefix(name_or_prefix: str | os.PathLike) -> Path:
+    """The prefix of a split set's files (``{prefix}_train.txt`` ...): ``name_or_prefix`` itself
+    (``~`` expanded) when its files exist; else the shipped set of that name when it is a bare
+    name (``promod3``) or lies in a ``data/splits`` folder (where a checkout kept the shipped
+    sets before they became package data); else ``name_or_prefix`` as given."""
+    text = os.path.expanduser(os.fspath(name_or_prefix))
+    path = Path(text)
+    if _has_split_files(path):
+        return path
+    shipped = SPLITS_DIR / path.name
+    bare = path.name == text
+    if (bare or path.parent.parts[-2:] == ("data", "splits")) and _has_split_files(shipped):
+        return shipped
+    return path
+
+
+def _has_split_files(prefix: Path) -> bool:
+    return any(Path(f"{prefix}_{s}.txt").is_file() for s in SPLITS)
 
 
 def mmseqs_available(binary: str = "mmseqs") -> bool:

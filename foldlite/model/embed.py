@@ -57,17 +57,11 @@ class InputEmbedder(hk.Module):
         return s, z
 
 
-def pseudo_beta(atom37: jnp.ndarray, aatype: jnp.ndarray) -> jnp.ndarray:
-    """[N, 3] CB positions, CA for glycine (and for unknown residues, which have no CB)."""
-    has_cb = jnp.asarray(rc.restype_atom37_mask[:, rc.atom_order["CB"]])[aatype] > 0
-    return jnp.where(has_cb[:, None], atom37[:, rc.atom_order["CB"]],
-                     atom37[:, rc.atom_order["CA"]])
-
-
 def pseudo_beta_from_frames(frames: Rigid, aatype: jnp.ndarray) -> jnp.ndarray:
     """[N, 3] pseudo-beta positions straight from backbone frames [N]: the ideal CB (part of the
     backbone rigid group, so no torsion is needed), CA for glycine and unknown residues.
-    Equal to ``pseudo_beta`` of the atoms built from the same frames."""
+    Equal to ``foldlite.geometry.pseudo_beta.pseudo_beta`` of the atoms built from the same
+    frames, for glycine and the residue types that have a CB."""
     cb = 4  # atom14 slot of CB in every residue type that has one (N, CA, C, O, CB, ...)
     local = (rc.restype_atom14_rigid_group_positions[:, cb]
              * rc.restype_atom14_mask[:, cb, None])  # [21, 3]; zeros (= CA) without CB

@@ -2,8 +2,10 @@
 
 Modules: ``topology`` (flat atom list, bonded tables), ``energy`` (terms), ``neighbors`` (cell-grid
 pair lists), ``minimize`` (optax loop), ``sidechains`` (rotamers, chi refinement),
-``validation`` (violations, clashes, RMSZ), ``refine`` (the pipeline step and ``foldlite
-refine``).
+``validation`` (violations, clashes, RMSZ), ``coarse`` (CA-level opening of a collapsed
+start), ``config`` (``RefineConfig``), ``rounds`` (the minimisation rounds, an engine with
+explicit state), ``refine`` (the pipeline step; its command line is
+``foldlite.commands.refine``).
 """
 
 from foldlite.physics.refine import RefineConfig, RefineReport, refine

@@ -54,8 +54,10 @@ from foldlite.errors import ConfigError
 from foldlite.model.config import load_model_config
 from foldlite.model.inference import compiler_options
 from foldlite.train.config import TrainConfig, load_train_config
-from foldlite.train.trainer import (Trainer, init_state, learning_rate_at, make_optimizer,
-                                    make_train_step, num_recycles_for_step, to_host)
+from foldlite.train.devices import to_host
+from foldlite.train.step import (init_state, learning_rate_at, make_optimizer, make_train_step,
+                                 num_recycles_for_step)
+from foldlite.train.trainer import Trainer
 
 #: the steps whose mean metrics decide whether the overfit goal is reached
 GOAL_WINDOW = 10

@@ -30,7 +30,7 @@ from foldlite import constants as rc
 from foldlite.data.dataset import Dataset
 from foldlite.data.features import Features, make_features
 from foldlite.data.loader import Loader, LoaderConfig
-from foldlite.data.splits import read_clusters, read_split
+from foldlite.data.splits import read_clusters, read_split, resolve_splits_prefix
 from foldlite.errors import ConfigError, InputError
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ _REPO = Path(__file__).resolve().parents[2]
 
 def resolve_path(p: str | os.PathLike) -> Path:
     """``~`` expanded; a relative path that does not exist from the working directory is tried
-    against the repository root (configs name ``data/splits/...``)."""
+    against the repository root."""
     path = Path(os.path.expanduser(str(p)))
     if path.is_absolute() or path.exists():
         return path
@@ -46,12 +46,20 @@ def resolve_path(p: str | os.PathLike) -> Path:
     return alt if alt.exists() or Path(str(alt) + "_train.txt").exists() else path
 
 
+def _splits_prefix(name_or_prefix: str | os.PathLike) -> Path:
+    """A shipped split set or a prefix (``foldlite.data.splits.resolve_splits_prefix``); a
+    relative prefix is tried against the repository root as ``resolve_path`` does."""
+    prefix = resolve_splits_prefix(name_or_prefix)
+    return prefix if prefix.is_absolute() else resolve_path(prefix)
+
+
 def split_chain_indices(ds: Any, split: str, splits_prefix: str | os.PathLike | None = None
                         ) -> np.ndarray:
     """Dataset positions of the chains of ``split``.
 
     ``split`` is ``all`` (every chain), a path to a file of chain ids, or a split name resolved as
-    ``{splits_prefix}_{split}.txt`` (``foldlite data splits`` output), then as
+    ``{splits_prefix}_{split}.txt`` (``splits_prefix``: a shipped split set's name, such as
+    ``promod3``, or the prefix of ``foldlite data split`` output; ``_splits_prefix``), then as
     ``<dataset>/splits/{split}.txt``.
     """
     if split == "all":
@@ -60,7 +68,7 @@ def split_chain_indices(ds: Any, split: str, splits_prefix: str | os.PathLike | 
     if Path(split).suffix == ".txt":
         candidates.append(resolve_path(split))
     if splits_prefix:
-        candidates.append(Path(f"{resolve_path(splits_prefix)}_{split}.txt"))
+        candidates.append(Path(f"{_splits_prefix(splits_prefix)}_{split}.txt"))
     candidates.append(Path(ds.path) / "splits" / f"{split}.txt")
     for c in candidates:
         if c.is_file():
@@ -112,7 +120,7 @@ class TrainingData:
         idx = split_chain_indices(self.dataset, d.train_split, d.splits)
         clusters = None
         if d.splits and d.cluster_weighting:
-            cpath = Path(f"{resolve_path(d.splits)}_clusters.tsv")
+            cpath = Path(f"{_splits_prefix(d.splits)}_clusters.tsv")
             if cpath.is_file():
                 clusters = read_clusters(cpath)
         lcfg = LoaderConfig(batch_size=d.batch_size, crop_size=d.crop_size,

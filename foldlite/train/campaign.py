@@ -46,14 +46,16 @@ from foldlite import fileio
 from foldlite.config import load_config, to_dict
 from foldlite.data import pack as packs
 from foldlite.data.dataset import Dataset
-from foldlite.data.splits import read_clusters, read_split
+from foldlite.data.splits import read_clusters, read_split, resolve_splits_prefix
 from foldlite.errors import ConfigError, InputError
 from foldlite.model.inference import Predictor
 from foldlite.model.weights_io import load_weights, save_weights
 from foldlite.train.checkpoint import load_state_parts, save_state_parts
 from foldlite.train.config import load_train_config
 from foldlite.train.evaluate import evaluate_examples, examples_from_dataset
-from foldlite.train.trainer import Trainer, learning_rate_at, to_host
+from foldlite.train.devices import to_host
+from foldlite.train.step import learning_rate_at
+from foldlite.train.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,7 +69,7 @@ class CampaignConfig:
     init_weights: str | None          # weights the first job starts from (relative: to the
     #                                   repo; null: a random initialisation)
     dataset: str = "~/.cache/foldlite/promod3"   # where `pack` reads chains (this machine)
-    splits: str = "data/splits/promod3"          # split files prefix (relative: to the repo)
+    splits: str = "promod3"           # split set: a shipped name or a prefix (relative: repo)
     shards: int = 5                   # training clusters are dealt to this many job shards
     seed: int = 0
     min_length: int = 40              # training chains packed: min_length..max_length residues
@@ -83,6 +85,13 @@ class CampaignConfig:
 def _repo_path(p: str) -> Path:
     path = Path(os.path.expanduser(p))
     return path if path.is_absolute() else REPO / path
+
+
+def _splits_prefix(ccfg: CampaignConfig) -> Path:
+    """The prefix of the campaign's split files: a shipped split set, or a path (relative: to
+    the repo)."""
+    prefix = resolve_splits_prefix(ccfg.splits)
+    return prefix if prefix.is_absolute() else _repo_path(str(prefix))
 
 
 def load_campaign(directory: str | os.PathLike) -> CampaignConfig:
@@ -106,7 +115,7 @@ def read_jobs(directory: str | os.PathLike) -> list[dict]:
 
 def shard_chains(ccfg: CampaignConfig, dataset: Dataset, job: int) -> list[str]:
     """Chain ids of the training shard of job ``job`` (see the module docstring)."""
-    prefix = _repo_path(ccfg.splits)
+    prefix = _splits_prefix(ccfg)
     train = read_split(f"{prefix}_train.txt")
     cpath = Path(f"{prefix}_clusters.tsv")
     clusters = read_clusters(cpath) if cpath.is_file() else {}  # none: a chain is a cluster
@@ -126,7 +135,7 @@ def valid_chains(ccfg: CampaignConfig, dataset: Dataset) -> list[str]:
     """The validation chains a job evaluates on: the first ``valid_chains`` of the validation
     split with ``min_length..valid_max_length`` residues (the order ``TrainingData`` uses)."""
     out = []
-    for cid in read_split(f"{_repo_path(ccfg.splits)}_valid.txt"):
+    for cid in read_split(f"{_splits_prefix(ccfg)}_valid.txt"):
         if cid in dataset and ccfg.min_length <= dataset.lengths[dataset.index(cid)] \
                 <= ccfg.valid_max_length:
             out.append(cid)
@@ -142,7 +151,7 @@ def make_packs(campaign_dir: str | os.PathLike, job: int, out_dir: str | os.Path
     dataset = Dataset(_repo_path(ccfg.dataset))
     train = shard_chains(ccfg, dataset, job)
     valid = valid_chains(ccfg, dataset)
-    prefix = _repo_path(ccfg.splits)
+    prefix = _splits_prefix(ccfg)
     held_out = set(read_split(f"{prefix}_valid.txt")) | set(read_split(f"{prefix}_test.txt"))
     leak = sorted(set(train) & held_out)
     if leak:
@@ -308,7 +317,7 @@ def run_job(campaign_dir: str | os.PathLike, pack_paths: Sequence[str | os.PathL
                       # what `foldlite evaluate` reads: the campaign's full dataset, not the
                       # job's unpacked shard
                       "evaluation_data": {"path": ccfg.dataset,
-                                          "splits": str(_repo_path(ccfg.splits))}})
+                                          "splits": str(_splits_prefix(ccfg))}})
         shutil.copyfile(work / "run" / "metrics.jsonl", out / "metrics.jsonl")
         fileio.write_json(out / "job.json", record)
         fileio.write_text(out / "report.md", job_report(record))

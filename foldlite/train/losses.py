@@ -42,6 +42,7 @@ import numpy as np
 
 from foldlite import constants as rc
 from foldlite.geometry import torsions as tors
+from foldlite.geometry.pseudo_beta import pseudo_beta
 from foldlite.geometry.rigid import Rigid
 from foldlite.metrics import lddt_jax
 from foldlite.model import heads
@@ -92,9 +93,7 @@ def _atom14_vdw_radius() -> np.ndarray:
 
 ATOM14_VDW_RADIUS = _atom14_vdw_radius()
 _PRO = rc.restype_order["P"]
-_GLY = rc.restype_order["G"]
 _CYS = rc.restype_order["C"]
-_N, _CA, _C, _CB = (rc.atom_order[a] for a in ("N", "CA", "C", "CB"))
 
 
 def _heads_bins() -> tuple[np.ndarray, np.ndarray]:
@@ -145,30 +144,6 @@ class Targets:
     group_frames_alt: Rigid
     group_mask: Any
     dssp3: Any
-
-
-def pseudo_beta(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.ndarray
-                ) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Pseudo-beta atoms [N, 3] and mask [N]: CB, CA for glycine, a virtual CB without CB.
-
-    The virtual CB is placed from N, CA, C with the ideal tetrahedral geometry of
-    Yang et al., PNAS 117, 1496 (2020) (trRosetta):
-    ``CB = -0.58273431 a + 0.56802827 b - 0.54067466 c + CA`` with ``b = CA - N``,
-    ``c = C - CA``, ``a = b x c``.
-    """
-    n, ca, c, cb = (atom37[..., i, :] for i in (_N, _CA, _C, _CB))
-    b = ca - n
-    cc = c - ca
-    a = jnp.cross(b, cc)
-    virtual = -0.58273431 * a + 0.56802827 * b - 0.54067466 * cc + ca
-    has_bb = atom37_mask[..., _N] * atom37_mask[..., _CA] * atom37_mask[..., _C]
-    has_cb = atom37_mask[..., _CB]
-    is_gly = (aatype == _GLY)
-    pos = jnp.where(is_gly[..., None], ca,
-                    jnp.where(has_cb[..., None] > 0, cb, virtual))
-    mask = jnp.where(is_gly, atom37_mask[..., _CA],
-                     jnp.maximum(has_cb, has_bb))
-    return pos, mask
 
 
 def make_targets(atom37: jnp.ndarray, atom37_mask: jnp.ndarray, aatype: jnp.ndarray,

@@ -1,4 +1,4 @@
-"""``foldlite data``: build training datasets and splits.
+"""``foldlite data``: build training datasets and splits (``foldlite.data``).
 
   foldlite data promod3 [--out DIR] [--deb PATH | --db PATH] [--keep-db PATH] [--overwrite]
       the ProMod3 structure database (Debian package promod3-data; downloaded with
@@ -19,6 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from foldlite.data import structures as st
+from foldlite.data.dataset import Dataset
+from foldlite.data.promod3 import convert_from_deb_or_db
+from foldlite.data.splits import make_splits
 from foldlite.errors import InputError
 
 DEFAULT_PROMOD3_DIR = Path("~/.cache/foldlite/promod3")
@@ -64,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sp.add_argument("--dataset", type=Path, default=DEFAULT_PROMOD3_DIR,
                     help=f"dataset directory (default {DEFAULT_PROMOD3_DIR})")
     sp.add_argument("--prefix", type=Path, required=True,
-                    help="output prefix, e.g. data/splits/promod3 -> promod3_train.txt ...")
+                    help="output prefix, e.g. splits/mine -> splits/mine_train.txt ...")
     sp.add_argument("--method", choices=("auto", "mmseqs", "kmer"), default="auto")
     sp.add_argument("--min-seq-id", type=float, default=0.3)
     sp.add_argument("--coverage", type=float, default=0.8)
@@ -103,8 +107,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_promod3(args: argparse.Namespace) -> int:
-    from foldlite.data.promod3 import convert_from_deb_or_db
-
     out = args.out.expanduser()
     rep = convert_from_deb_or_db(out, deb=args.deb, db=args.db, overwrite=args.overwrite,
                                  keep_db=args.keep_db.expanduser() if args.keep_db else None,
@@ -114,8 +116,6 @@ def _run_promod3(args: argparse.Namespace) -> int:
 
 
 def _run_structures(args: argparse.Namespace) -> int:
-    from foldlite.data import structures as st
-
     if args.min_length < 1:
         raise InputError("--min-length must be at least 1")
     if args.pdb_ids:
@@ -130,8 +130,6 @@ def _run_structures(args: argparse.Namespace) -> int:
 
 
 def _run_split(args: argparse.Namespace) -> int:
-    from foldlite.data.splits import make_splits
-
     t0 = time.perf_counter()
     result, paths = make_splits(
         args.dataset.expanduser(), args.prefix, method=args.method, min_seq_id=args.min_seq_id,
@@ -146,8 +144,6 @@ def _run_split(args: argparse.Namespace) -> int:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from foldlite.data.dataset import Dataset
-
     t0 = time.perf_counter()
     d = Dataset(args.dataset.expanduser())
     m = d.manifest
