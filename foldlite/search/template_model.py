@@ -6,9 +6,10 @@ ProMod3's copy-and-close and of MODELLER's satisfaction of spatial restraints:
 
 1. **Copy**: the best template's backbone (N, CA, C, O) at the query residues its alignment
    covers (``template_coords``). Further templates (up to ``max_templates``, in the hits' order:
-   best E-value first) fill query residues still empty, each superposed on the model over the
-   residues they share, and only when that fit is within ``fill_max_rmsd`` (a template that
-   disagrees with the model is skipped).
+   best E-value first) fill runs of query residues still empty: each piece superposed on the
+   model over up to ``anchor`` residues on each side that both hold, and copied only when
+   that fit is within ``fill_max_rmsd`` (a local fit: homologs often differ by domain motions
+   that a global superposition would not follow).
 2. **Fill**: every run of residues that no template covers is taken from the network's
    prediction, superposed on the model over up to ``anchor`` template residues on each side of
    the run (``2 * anchor`` on one side for a terminus).
@@ -66,8 +67,8 @@ class TemplateModelConfig:
     Attributes:
       max_templates: templates combined, best first (1: the best template alone).
       min_aligned: a template with fewer aligned residues (with N, CA, C) is not used.
-      fill_max_rmsd: a further template fills gaps only when its CA RMSD to the model over the
-        residues they share (at least ``min_aligned``) is at most this after superposition.
+      fill_max_rmsd: a further template fills an empty run only when its CA RMSD to the model
+        over the anchors around the run (at least 3) is at most this after superposition.
       anchor: template residues on each side of a network run used to place it.
       junction: residues on each side of a junction (template/network) or of a break in the
         copied backbone (C(i)-N(i+1) over ``break_distance``) that get ``junction_weight``.
@@ -88,7 +89,7 @@ class TemplateModelConfig:
 
     max_templates: int = 4
     min_aligned: int = 10
-    fill_max_rmsd: float = 2.0
+    fill_max_rmsd: float = 1.0
     anchor: int = 4
     junction: int = 2
     break_distance: float = 2.0
@@ -182,6 +183,29 @@ def _place_network(bb: np.ndarray, filled: np.ndarray, net_bb: np.ndarray, ancho
     return out
 
 
+def _fill_runs(bb: np.ndarray, filled: np.ndarray, tc: TemplateCoords,
+               config: TemplateModelConfig) -> np.ndarray:
+    """Copy ``tc``'s backbone into the empty runs of ``bb`` [L, 4, 3] (in place) that it
+    covers, each piece superposed on the model over up to ``anchor`` residues on each side that
+    both hold, when its CA RMSD there is at most ``fill_max_rmsd``. Returns bool [L]: the
+    residues filled."""
+    L = len(filled)
+    take = np.zeros(L, bool)
+    for a, b in _runs(tc.mask & ~filled):
+        both = filled & tc.mask
+        idx = np.asarray([i for i in range(max(0, a - config.anchor), min(L, b + config.anchor))
+                          if both[i]], np.int64)
+        if len(idx) < 3:
+            continue
+        rot, trans = kabsch(tc.ca[idx], bb[idx, 1])
+        fit = tc.ca[idx] @ rot.T + trans
+        if np.sqrt(np.mean(np.sum((fit - bb[idx, 1]) ** 2, -1))) > config.fill_max_rmsd:
+            continue
+        bb[a:b] = (tc.backbone[a:b].astype(np.float64) @ rot.T + trans).astype(np.float32)
+        take[a:b] = True
+    return take
+
+
 def model_from_templates(prediction: Protein, plddt: np.ndarray, hits: Sequence[TemplateHit],
                          library: Dataset | TemplateIndex | str | os.PathLike, *,
                          config: TemplateModelConfig = TemplateModelConfig()) -> TemplateModel:
@@ -221,32 +245,22 @@ def model_from_templates(prediction: Protein, plddt: np.ndarray, hits: Sequence[
         what = "; ".join(f"{s['chain_id']}: {s['why']}" for s in skipped)
         return _fallback(prediction, plddt, f"no usable template ({what})", skipped)
 
-    # 1. Copy: the best template, then gaps filled from the others where they agree.
+    # 1. Copy: the best template, then runs it leaves empty from the others, where they fit.
     bb = np.zeros((L, 4, 3), np.float32)
     bb_mask = np.zeros((L, 4), np.float32)
     source = np.full(L, -1, np.int32)
     used: list[TemplateCoords] = []
     for tc in coords:
-        take = tc.mask & (source < 0)
-        rot, trans = np.eye(3), np.zeros(3)
-        if used:
-            shared = tc.mask & (source >= 0)
-            if shared.sum() < config.min_aligned:
-                skipped.append({"chain_id": tc.hit.chain_id,
-                                "why": f"{int(shared.sum())} residues shared with the model"})
-                continue
-            rot, trans = kabsch(tc.ca[shared], bb[shared, 1])
-            moved = tc.ca[shared] @ rot.T + trans
-            rmsd = float(np.sqrt(np.mean(np.sum((moved - bb[shared, 1]) ** 2, -1))))
-            if rmsd > config.fill_max_rmsd:
-                skipped.append({"chain_id": tc.hit.chain_id, "why": f"CA RMSD {rmsd:.1f} A to "
-                                f"the model over {int(shared.sum())} shared residues"})
-                continue
+        if not used:
+            take = tc.mask
+            bb[take], bb_mask[take] = tc.backbone[take], tc.atom_mask[take]
+        else:
+            take = _fill_runs(bb, source >= 0, tc, config)
             if not take.any():
-                skipped.append({"chain_id": tc.hit.chain_id, "why": "fills no new residue"})
+                skipped.append({"chain_id": tc.hit.chain_id, "why": "fits no empty run of the "
+                                f"model within {config.fill_max_rmsd} A on its anchors"})
                 continue
-        bb[take] = (tc.backbone[take].astype(np.float64) @ rot.T + trans).astype(np.float32)
-        bb_mask[take] = tc.atom_mask[take]
+            bb_mask[take] = tc.atom_mask[take]
         source[take] = len(used)
         used.append(tc)
     filled = source >= 0
@@ -280,6 +294,10 @@ def model_from_templates(prediction: Protein, plddt: np.ndarray, hits: Sequence[
     start = from_backbone(prediction.aatype, bb, bb_mask,
                           residue_index=prediction.residue_index, chain_id=prediction.chain_id)
     refined, rep = refine(start, conf, config=config.refine, source="template model")
+    passes = 1
+    if rep.violations_after > 0:  # a second pass from where the first stopped
+        refined, rep = refine(refined, conf, config=config.refine, source="template model")
+        passes = 2
 
     templates = []
     for k, tc in enumerate(used):
@@ -295,7 +313,7 @@ def model_from_templates(prediction: Protein, plddt: np.ndarray, hits: Sequence[
                      "violations_before": relaxed.violations_before,
                      "violations_after": relaxed.violations_after},
         "refine": {"violations_after": rep.violations_after, "clashes_after": rep.clashes_after,
-                   "steps": rep.steps, "collapsed_start": rep.collapsed_start,
+                   "steps": rep.steps, "passes": passes, "collapsed_start": rep.collapsed_start,
                    "time_s": round(rep.time_s, 2)},
     }
     return TemplateModel(protein=refined.with_plddt(conf), confidence=conf,
