@@ -98,6 +98,18 @@ def allowed(hit: TemplateHit, setting: str, query_id: str, train_ids: frozenset[
     raise InputError(f"unknown template setting {setting!r} (choose from {', '.join(SETTINGS)})")
 
 
+def allowed_hits(query: ChainRecord, index: TemplateIndex, setting: str,
+                 train_ids: frozenset[str], config: BenchmarkConfig = BenchmarkConfig()
+                 ) -> tuple[list[TemplateHit], int]:
+    """The templates ``query`` may use in ``setting`` (best ``max_hits``, by the search's
+    order) and how many hits the setting excluded."""
+    hits = search_templates(parse_sequence(query.sequence, name=query.chain_id), index,
+                            max_hits=config.candidates, evalue=config.evalue, min_coverage=0.0,
+                            candidates=config.candidates)
+    ok = [h for h in hits if allowed(h, setting, query.chain_id, train_ids)]
+    return ok[:config.max_hits], len(hits) - len(ok)
+
+
 def score_ca(pred_ca: np.ndarray, true_ca: np.ndarray, true_mask: np.ndarray,
              pred_mask: np.ndarray | None = None) -> dict[str, float]:
     """lDDT-CA, TM-score and GDT_TS of a CA trace [L, 3] against the truth [L, 3]; residues
@@ -138,11 +150,8 @@ def benchmark_chain(rec: ChainRecord, network_out: tuple[Protein, np.ndarray],
     pred, plddt = network_out
     true_ca = np.asarray(rec.atom_positions[:, _CA], np.float64)
     true_mask = np.asarray(rec.atom_mask[:, _CA]) > 0
-    query = parse_sequence(rec.sequence, name=rec.chain_id)
     t0 = time.perf_counter()
-    hits = search_templates(query, index, max_hits=config.candidates, evalue=config.evalue,
-                            min_coverage=0.0, candidates=config.candidates)
-    kept = [h for h in hits if allowed(h, setting, rec.chain_id, train_ids)][:config.max_hits]
+    kept, excluded = allowed_hits(rec, index, setting, train_ids, config)
     t_search = time.perf_counter() - t0
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -151,8 +160,7 @@ def benchmark_chain(rec: ChainRecord, network_out: tuple[Protein, np.ndarray],
     t_model = time.perf_counter() - t0
     row: dict[str, Any] = {
         "chain_id": rec.chain_id, "length": rec.length, "setting": setting,
-        "hits": len(kept), "excluded": len(hits) - len([h for h in hits if allowed(
-            h, setting, rec.chain_id, train_ids)]),
+        "hits": len(kept), "excluded": excluded,
         "best": kept[0].as_dict() if kept else None,
         "good_template": any(h.identity >= config.good_identity
                              and h.coverage >= config.good_coverage for h in kept),

@@ -40,7 +40,6 @@ from typing import Sequence
 
 import numpy as np
 
-from foldlite import constants as rc
 from foldlite.data.dataset import Dataset
 from foldlite.errors import InputError
 from foldlite.metrics import kabsch
@@ -51,9 +50,6 @@ from foldlite.search.template_coords import (BACKBONE37, TemplateCoords, open_li
                                              template_coords)
 from foldlite.search.templates import TemplateHit, TemplateIndex
 
-_CA = rc.atom_order["CA"]
-_N = rc.atom_order["N"]
-_C = rc.atom_order["C"]
 
 
 class TemplateWarning(UserWarning):
