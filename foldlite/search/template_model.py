@@ -51,7 +51,6 @@ from foldlite.search.template_coords import (BACKBONE37, TemplateCoords, open_li
 from foldlite.search.templates import TemplateHit, TemplateIndex
 
 
-
 class TemplateWarning(UserWarning):
     """Templates were asked for but none could be used: the prediction goes on without."""
 
