@@ -173,3 +173,24 @@ def test_template_only_score_counts_unaligned_as_missing(library):
     assert s["lddt_ca"] < 1.0
     full = tb.score_ca(p.ca_positions, p.ca_positions, np.ones(p.length))
     assert full["lddt_ca"] == pytest.approx(1.0) and full["tm_score"] == pytest.approx(1.0)
+
+
+def test_summary_medians_and_the_good_subset():
+    def row(setting, good, used, net, tmpl, only):
+        sc = lambda v: {k: v for k in tb.METRICS}  # noqa: E731
+        return {"setting": setting, "good_template": good, "used": used,
+                "report": {"refine": {"violations_after": 0}} if used else {},
+                "network": sc(net), "templates": sc(tmpl), "template_only": sc(only)}
+    rows = [row("relatives", True, True, 0.3, 0.9, 0.8),
+            row("relatives", True, True, 0.2, 0.7, 0.6),
+            row("relatives", False, False, 0.4, 0.4, 0.0),
+            row("remote", False, False, 0.3, 0.3, 0.0)]
+    s = tb.summarize(rows)
+    assert list(s) == ["remote", "relatives"]
+    assert s["relatives"]["all"]["chains"] == 3 and s["relatives"]["good"]["chains"] == 2
+    assert s["relatives"]["good"]["templates.tm_score.median"] == pytest.approx(0.8)
+    assert s["relatives"]["all"]["network.lddt_ca.median"] == pytest.approx(0.3)
+    assert s["remote"]["good"]["chains"] == 0
+    assert s["remote"]["good"]["network.gdt_ts.median"] is None
+    table = tb.format_table(s)
+    assert "| relatives (template >= 30% id, 70% cov) | 2 | 2 | templates | 0.800 (0.800)" in table
