@@ -192,5 +192,6 @@ def test_summary_medians_and_the_good_subset():
     assert s["relatives"]["all"]["network.lddt_ca.median"] == pytest.approx(0.3)
     assert s["remote"]["good"]["chains"] == 0
     assert s["remote"]["good"]["network.gdt_ts.median"] is None
+    assert s["relatives"]["all"]["worse_than_network.lddt_ca"] == 0
     table = tb.format_table(s)
     assert "| relatives (template >= 30% id, 70% cov) | 2 | 2 | templates | 0.800 (0.800)" in table

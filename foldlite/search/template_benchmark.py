@@ -202,7 +202,8 @@ def benchmark_templates(records: Iterable[ChainRecord], network: Network, index:
 
 def summarize(rows: Sequence[dict]) -> dict[str, Any]:
     """Per setting and subset (``all``, ``good``: a template of the goals' quality): the
-    number of chains, and the median and mean of every metric of every method."""
+    number of chains, the median and mean of every metric of every method, the chains whose
+    template model scores below the network alone (per metric) and the violations left."""
     out: dict[str, Any] = {}
     for setting in sorted({r["setting"] for r in rows}, key=SETTINGS.index):
         mine = [r for r in rows if r["setting"] == setting]
@@ -214,6 +215,9 @@ def summarize(rows: Sequence[dict]) -> dict[str, Any]:
                     vals = [r[m][k] for r in sel]
                     s[f"{m}.{k}.median"] = float(np.median(vals)) if vals else None
                     s[f"{m}.{k}.mean"] = float(np.mean(vals)) if vals else None
+            for k in METRICS:  # chains where the templates made the model worse
+                s[f"worse_than_network.{k}"] = sum(r["templates"][k] < r["network"][k]
+                                                   for r in sel)
             s["violations_after"] = sum(r["report"].get("refine", {}).get("violations_after", 0)
                                         for r in sel if r["used"])
             out[setting][subset] = s
@@ -234,4 +238,11 @@ def format_table(summary: dict[str, Any]) -> str:
                     cells.append("-" if med is None else f"{med:.3f} ({mean:.3f})")
                 lines.append(f"| {name} | {s['chains']} | {s['templated']} | {m} | "
                              + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    notes = []
+    for setting, subsets in summary.items():
+        s = subsets["all"]
+        worse = ", ".join(f"{k} {s[f'worse_than_network.{k}']}" for k in METRICS)
+        notes.append(f"{setting}: chains where the template model scores below the network "
+                     f"alone: {worse}; violations left in template models: "
+                     f"{s['violations_after']}")
+    return "\n".join(lines + [""] + notes)
