@@ -64,7 +64,7 @@ class BenchmarkConfig:
     Attributes:
       settings: which of ``SETTINGS`` to run.
       max_hits: templates passed to ``model_from_templates`` per query (after the setting's
-        filter).
+        filter; the ``good`` subset looks at every allowed hit).
       candidates: hits searched and aligned before the filter (identical chains first: enough
         to reach the 30-95% ones behind them).
       evalue: the search's E-value threshold.
@@ -101,13 +101,13 @@ def allowed(hit: TemplateHit, setting: str, query_id: str, train_ids: frozenset[
 def allowed_hits(query: ChainRecord, index: TemplateIndex, setting: str,
                  train_ids: frozenset[str], config: BenchmarkConfig = BenchmarkConfig()
                  ) -> tuple[list[TemplateHit], int]:
-    """The templates ``query`` may use in ``setting`` (best ``max_hits``, by the search's
-    order) and how many hits the setting excluded."""
+    """Every hit ``query`` may use in ``setting`` (in the search's order: best first) and
+    how many hits the setting excluded."""
     hits = search_templates(parse_sequence(query.sequence, name=query.chain_id), index,
                             max_hits=config.candidates, evalue=config.evalue, min_coverage=0.0,
                             candidates=config.candidates)
     ok = [h for h in hits if allowed(h, setting, query.chain_id, train_ids)]
-    return ok[:config.max_hits], len(hits) - len(ok)
+    return ok, len(hits) - len(ok)
 
 
 def score_ca(pred_ca: np.ndarray, true_ca: np.ndarray, true_mask: np.ndarray,
@@ -151,7 +151,8 @@ def benchmark_chain(rec: ChainRecord, network_out: tuple[Protein, np.ndarray],
     true_ca = np.asarray(rec.atom_positions[:, _CA], np.float64)
     true_mask = np.asarray(rec.atom_mask[:, _CA]) > 0
     t0 = time.perf_counter()
-    kept, excluded = allowed_hits(rec, index, setting, train_ids, config)
+    ok, excluded = allowed_hits(rec, index, setting, train_ids, config)
+    kept = ok[:config.max_hits]
     t_search = time.perf_counter() - t0
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -160,10 +161,10 @@ def benchmark_chain(rec: ChainRecord, network_out: tuple[Protein, np.ndarray],
     t_model = time.perf_counter() - t0
     row: dict[str, Any] = {
         "chain_id": rec.chain_id, "length": rec.length, "setting": setting,
-        "hits": len(kept), "excluded": excluded,
+        "hits": len(ok), "excluded": excluded,
         "best": kept[0].as_dict() if kept else None,
         "good_template": any(h.identity >= config.good_identity
-                             and h.coverage >= config.good_coverage for h in kept),
+                             and h.coverage >= config.good_coverage for h in ok),
         "used": tm.used, "report": tm.report,
         "mean_confidence": float(np.mean(tm.confidence)),
         "seconds": {"search": round(t_search, 2), "model": round(t_model, 2)},
