@@ -130,7 +130,7 @@ def score_ca(pred_ca: np.ndarray, true_ca: np.ndarray, true_mask: np.ndarray,
 
 
 def protocol_records(dataset: Dataset, test_ids: Sequence[str], *, max_chains: int | None,
-                 min_length: int, max_length: int) -> list[ChainRecord]:
+                     min_length: int, max_length: int) -> list[ChainRecord]:
     """The first ``max_chains`` chains of ``test_ids`` (in order) of ``min_length`` to
     ``max_length`` residues (the model card's test protocol)."""
     out = []
@@ -157,7 +157,7 @@ def benchmark_chain(rec: ChainRecord, network_out: tuple[Protein, np.ndarray],
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TemplateWarning)  # the fallback is in the row
-        tm = model_from_templates(pred, plddt, kept, library, config=config.model)
+        built = model_from_templates(pred, plddt, kept, library, config=config.model)
     t_model = time.perf_counter() - t0
     row: dict[str, Any] = {
         "chain_id": rec.chain_id, "length": rec.length, "setting": setting,
@@ -165,11 +165,11 @@ def benchmark_chain(rec: ChainRecord, network_out: tuple[Protein, np.ndarray],
         "best": kept[0].as_dict() if kept else None,
         "good_template": any(h.identity >= config.good_identity
                              and h.coverage >= config.good_coverage for h in ok),
-        "used": tm.used, "report": tm.report,
-        "mean_confidence": float(np.mean(tm.confidence)),
+        "used": built.used, "report": built.report,
+        "mean_confidence": float(np.mean(built.confidence)),
         "seconds": {"search": round(t_search, 2), "model": round(t_model, 2)},
         "network": score_ca(pred.ca_positions, true_ca, true_mask),
-        "templates": score_ca(tm.protein.ca_positions, true_ca, true_mask),
+        "templates": score_ca(built.protein.ca_positions, true_ca, true_mask),
     }
     if kept:
         tc = template_coords(kept[0], library)
