@@ -75,10 +75,12 @@ class FoundMsa:
 
 @dataclasses.dataclass(frozen=True)
 class FoundTemplates:
-    """One query's templates (best first) and what scores.json records."""
+    """One query's templates (best first), what scores.json records, and the library the
+    hits index into (a ``TemplateIndex``, for ``search.template_model.model_from_templates``)."""
 
     hits: tuple[tpl.TemplateHit, ...]
     info: dict
+    library: tpl.TemplateIndex
 
 
 class Homology:
@@ -123,8 +125,8 @@ class Homology:
         allowed = [h for h in hits if h.chain_id not in c.exclude and
                    (c.identity_cutoff is None or h.identity < c.identity_cutoff)]
         kept = allowed[:c.max_templates]
-        info = {"library": str(c.templates),
+        info = {"library": str(Path(c.templates).expanduser()),
                 "search": "profile" if msa is not None and msa.num_sequences > 1 else "sequence",
                 "evalue": c.template_evalue, "min_coverage": c.min_template_coverage,
                 "excluded": len(hits) - len(allowed), "hits": [h.as_dict() for h in kept]}
-        return FoundTemplates(hits=tuple(kept), info=info)
+        return FoundTemplates(hits=tuple(kept), info=info, library=self.index)

@@ -8,9 +8,15 @@ Per record, ``OUTDIR/<safe id>/`` holds:
   ranked_<k>.pdb         with several seeds: the network's model of the k-th best seed by mean
                          pLDDT (unrefined; ranked_0 is the seed that model.pdb was refined from)
   scores.json            pLDDT (mean and per residue), pTM, PAE [L, L], ranking, refinement
-                         report, timings per stage, seed, weights' name and sha256, versions, device
+                         report, timings per stage, seed, weights' name and sha256, versions,
+                         device; the MSA (source, database, search settings, depth) and the
+                         templates (hits, the ones used, the template model's report); with
+                         templates, ``plddt`` is the template model's confidence and
+                         ``network_plddt`` the network's own pLDDT
+  msa.a3m                the searched MSA (with --msa-db)
   plddt.png, pae.png     the confidence plots
-  view.html              a standalone page with the 3D view coloured by pLDDT and both plots
+  coverage.png           MSA and template coverage per residue (with an MSA or templates)
+  view.html              a standalone page with the 3D view coloured by pLDDT and the plots
   .complete              the completion marker (JSON: file names and sizes), written last
 
 A record folder is built under a hidden temporary name in OUTDIR and renamed into place once
@@ -18,8 +24,10 @@ everything, the marker included, has been written. A killed run therefore never 
 that looks complete; ``is_complete`` checks the marker and that every file it lists is present
 with its recorded size.
 
-``OUTDIR/summary.tsv`` has one row per record: id, dir, length, mean_plddt, ptm, status
-(``ok``, ``cached`` for a complete record that a re-run skipped, ``failed``), time_s, message.
+``OUTDIR/summary.tsv`` has one row per record: id, dir, length, mean_plddt, ptm, msa_depth
+(sequences in the MSA, empty without one), templates (the chain ids of the templates used,
+comma-separated), status (``ok``, ``cached`` for a complete record that a re-run skipped,
+``failed``), time_s, message.
 """
 
 from __future__ import annotations
@@ -51,10 +59,13 @@ UNREFINED_PDB = "unrefined.pdb"
 SCORES_JSON = "scores.json"
 PLDDT_PNG = "plddt.png"
 PAE_PNG = "pae.png"
+COVERAGE_PNG = "coverage.png"
+MSA_A3M = "msa.a3m"
 VIEW_HTML = "view.html"
 COMPLETE_MARKER = ".complete"
 SUMMARY_TSV = "summary.tsv"
-SUMMARY_COLUMNS = ("id", "dir", "length", "mean_plddt", "ptm", "status", "time_s", "message")
+SUMMARY_COLUMNS = ("id", "dir", "length", "mean_plddt", "ptm", "msa_depth", "templates",
+                   "status", "time_s", "message")
 #: Names a record folder may not take (they are files of OUTDIR itself).
 RESERVED_NAMES = frozenset({SUMMARY_TSV})
 SCORES_FORMAT = "foldlite.scores/1"
@@ -126,6 +137,18 @@ def summary_info(scores: dict) -> dict[str, Any]:
         info["Refined"] = "yes"
     elif scores.get("refined") is False:
         info["Refined"] = "no"
+    msa = scores.get("msa") or {}
+    if msa.get("num_sequences") is not None:
+        where = msa.get("database") or msa.get("path")
+        info["MSA"] = (f"{msa['num_sequences']} sequences"
+                       + (f" ({msa.get('engine', 'search')} in {Path(where).name})"
+                          if msa.get("source") == "search" and where else ""))
+    tpl = scores.get("templates") or {}
+    if tpl:
+        used = (tpl.get("model") or {}).get("templates") or []
+        info["Templates"] = (", ".join(f"{t['chain_id']} ({100 * t['identity']:.0f}% id, "
+                                       f"{t['used']} residues)" for t in used)
+                             if used else f"none used ({tpl.get('fallback') or 'no hits'})")
     v = scores.get("versions") or {}
     if v:
         info["Versions"] = ", ".join(f"{k} {val}" for k, val in v.items())
@@ -171,6 +194,8 @@ def scores_dict(pred: "Prediction", files: dict[str, str] | None = None) -> dict
         "ptm": None if pred.ptm is None else round(float(pred.ptm), 4),
         "max_pae": None if pae is None else float(pae.max()) if pae.size else None,
         "plddt": np.round(plddt, 2).tolist(),
+        "network_plddt": (None if pred.network_plddt is None
+                          else np.round(np.asarray(pred.network_plddt, np.float64), 2).tolist()),
         "pae": None if pae is None else pae.tolist(),
         "seed": int(pred.seed),
         "ranking": ranking,
@@ -222,15 +247,25 @@ def write_record(outdir: str | os.PathLike, pred: "Prediction", *,
         fileio.write_text(tmp / MODEL_CIF, protein_mod.to_mmcif_string(model))
         files.update(model_pdb=MODEL_PDB, model_cif=MODEL_CIF)
         if pred.refine_report is not None and pred.unrefined is not None:
+            network_plddt = pred.plddt if pred.network_plddt is None else pred.network_plddt
             fileio.write_text(tmp / UNREFINED_PDB, protein_mod.to_pdb_string(
-                _protein_with_plddt(pred.unrefined, pred.plddt)))
+                _protein_with_plddt(pred.unrefined, network_plddt)))
             files["unrefined_pdb"] = UNREFINED_PDB
         if len(pred.ranked) > 1:
             for rank, m in enumerate(pred.ranked):
                 fileio.write_text(tmp / ranked_name(rank), protein_mod.to_pdb_string(
                     _protein_with_plddt(m.protein, m.plddt)))
                 files[f"ranked_{rank}"] = ranked_name(rank)
+        if pred.msa_a3m is not None:
+            fileio.write_text(tmp / MSA_A3M, pred.msa_a3m)
+            files["msa_a3m"] = MSA_A3M
         pngs: dict[str, bytes] = {}
+        if plots and (pred.msa is not None or pred.template_maps):
+            pngs["coverage_png"] = viz.figure_png(viz.plot_coverage(
+                None if pred.msa is None else pred.msa.sequences, templates=pred.template_maps,
+                title=f"{_short(printable(pred.id))}: MSA and template coverage"))
+            fileio.write_bytes(tmp / COVERAGE_PNG, pngs["coverage_png"])
+            files["coverage_png"] = COVERAGE_PNG
         if plots:
             pngs["plddt_png"] = viz.figure_png(viz.plot_plddt(
                 pred.plddt, title=f"{_short(printable(pred.id))}: pLDDT (mean {float(np.mean(pred.plddt)):.1f})"))
@@ -289,6 +324,8 @@ class SummaryRow:
     status: str            # ok | cached | failed
     time_s: float | None
     message: str = ""
+    msa_depth: int | None = None
+    templates: str = ""  # chain ids of the templates used, comma-separated
 
     def cells(self) -> list[str]:
         def fmt(v: Any, f: str) -> str:
@@ -297,16 +334,22 @@ class SummaryRow:
         # scores.json)
         clean = lambda s: printable(" ".join(str(s).split()))
         return [clean(self.id), clean(self.dir), fmt(self.length, "{}"),
-                fmt(self.mean_plddt, "{:.2f}"), fmt(self.ptm, "{:.4f}"), self.status,
+                fmt(self.mean_plddt, "{:.2f}"), fmt(self.ptm, "{:.4f}"),
+                fmt(self.msa_depth, "{}"), clean(self.templates), self.status,
                 fmt(self.time_s, "{:.2f}"), clean(self.message)]
 
     @classmethod
-    def from_scores(cls, record_dir: Path, status: str = "cached") -> "SummaryRow":
+    def from_scores(cls, record_dir: Path, status: str = "cached",
+                    time_s: float | None = None) -> "SummaryRow":
+        """The row of a written record (its scores.json); ``time_s`` default: its total."""
         s = read_scores(record_dir) or {}
-        t = (s.get("timings") or {}).get("total")
+        t = (s.get("timings") or {}).get("total") if time_s is None else time_s
+        msa = s.get("msa") or {}
+        used = ((s.get("templates") or {}).get("model") or {}).get("templates") or []
         return cls(id=str(s.get("id", record_dir.name)), dir=record_dir.name,
                    length=s.get("length"), mean_plddt=s.get("mean_plddt"), ptm=s.get("ptm"),
-                   status=status, time_s=t)
+                   status=status, time_s=t, msa_depth=msa.get("num_sequences"),
+                   templates=",".join(str(u["chain_id"]) for u in used))
 
 
 def read_summary(outdir: str | os.PathLike) -> list[dict[str, str]]:
@@ -346,7 +389,8 @@ def write_summary(outdir: str | os.PathLike, rows: Sequence[SummaryRow],
 
 
 __all__ = [
-    "MODEL_PDB", "MODEL_CIF", "UNREFINED_PDB", "SCORES_JSON", "PLDDT_PNG", "PAE_PNG", "VIEW_HTML",
+    "MODEL_PDB", "MODEL_CIF", "UNREFINED_PDB", "SCORES_JSON", "PLDDT_PNG", "PAE_PNG",
+    "COVERAGE_PNG", "MSA_A3M", "VIEW_HTML",
     "COMPLETE_MARKER", "SUMMARY_TSV", "SUMMARY_COLUMNS", "RESERVED_NAMES", "ranked_name",
     "is_complete", "read_scores", "find_model_file", "summary_info", "scores_dict",
     "write_record", "SummaryRow", "read_summary", "write_summary", "remove_stale_files",

@@ -8,7 +8,9 @@ Python API:
   compiled executable per length bucket kept in memory.
 * ``predict(query, ...) -> Prediction``: one sequence (string, ``SequenceRecord`` or a one-record
   FASTA file) end to end: features (optionally an MSA profile), the network for every seed
-  (``SeedPrediction``s ranked by mean pLDDT), then refinement of the best one.
+  (``SeedPrediction``s ranked by mean pLDDT), then refinement of the best one; with templates
+  (``foldlite.homology.FoundTemplates``), the model built from the templates and the best
+  seed instead (``search.template_model.model_from_templates``: copy, fill, close, refine).
 * ``check_memory`` / ``memory_estimate``: a record's estimated memory (network and refinement)
   against the device's, checked before it runs.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,7 @@ from foldlite.config import to_dict
 from foldlite.data.features import make_features
 from foldlite.device import describe_device, device_memory_limit, versions
 from foldlite.errors import FoldliteError, InputError
+from foldlite.homology import FoundMsa, FoundTemplates
 from foldlite.model.inference import Predictor, load_predictor
 from foldlite.model.memory import best_chunk_size, longest_length, network_bytes
 from foldlite.physics.neighbors import list_bytes
@@ -42,6 +46,8 @@ from foldlite.physics.refine import RefineConfig
 from foldlite.physics.refine import refine as run_refine
 from foldlite.protein import Protein
 from foldlite.results import Prediction, SeedPrediction
+from foldlite.search.template_model import (TemplateModel, TemplateModelConfig, TemplateWarning,
+                                            model_from_templates)
 from foldlite.sequences import (Msa, SequenceRecord, msa_profile, parse_sequence, read_a3m,
                                 read_fasta, safe_name)
 
@@ -132,17 +138,22 @@ def _looks_like_path(text: str) -> bool:
         (".fasta", ".fa", ".faa"))
 
 
-def _msa_profile(msa: Any, record) -> tuple[np.ndarray | None, dict | None]:
+def _read_msa(msa: Any, record: SequenceRecord) -> tuple[Msa | None, dict | None]:
+    """The ``Msa`` of ``msa`` (an A3M path, an ``Msa`` or a searched ``FoundMsa``) and what
+    scores.json records about it."""
     if msa is None:
         return None, None
-    if isinstance(msa, Msa):
-        m, source = msa, None
+    if isinstance(msa, FoundMsa):
+        m, info = msa.msa, dict(msa.info)
+    elif isinstance(msa, Msa):
+        m, info = msa, {"source": "given", "path": None}
     else:
-        m, source = read_a3m(msa, query=record), str(msa)
+        m, info = read_a3m(msa, query=record), {"source": "file", "path": str(msa)}
     if m.length != record.length:
-        raise InputError(f"{source or 'MSA'}: {m.length} columns for a query of "
+        raise InputError(f"{info.get('path') or 'MSA'}: {m.length} columns for a query of "
                          f"{record.length} residues")
-    return msa_profile(m, weighting=True), {"path": source, "num_sequences": m.num_sequences}
+    info["num_sequences"] = m.num_sequences
+    return m, info
 
 
 #: ``max_peptide_bond`` of a prediction's refinement: any gap (finite, for strict JSON readers
@@ -164,8 +175,42 @@ def _refine_config(steps: int | None):
     return config if steps is None else dataclasses.replace(config, max_steps=int(steps))
 
 
+def _template_config(steps: int | None) -> TemplateModelConfig:
+    """The template model's settings: the defaults, with its refinement's ``max_steps`` (per
+    round) = ``steps``."""
+    config = TemplateModelConfig()
+    if steps is None:
+        return config
+    return dataclasses.replace(config, refine=dataclasses.replace(config.refine,
+                                                                  max_steps=int(steps)))
+
+
+def _template_model(best: SeedPrediction, templates: FoundTemplates,
+                    config: TemplateModelConfig, record_id: str
+                    ) -> tuple[TemplateModel, str | None]:
+    """The model from ``templates`` and the best seed, and why no template was used (None when
+    one was; the ``TemplateWarning`` is issued again for the caller)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", TemplateWarning)
+        try:
+            built = model_from_templates(best.protein, best.plddt, templates.hits,
+                                         templates.library, config=config)
+        except FoldliteError:
+            raise
+        except Exception as e:  # noqa: BLE001 - reported as this record's failure
+            raise FoldliteError(f"record {record_id!r}: the model from templates failed "
+                                f"({type(e).__name__}: {e})") from e
+    reason = None
+    for w in caught:
+        if issubclass(w.category, TemplateWarning):
+            reason = str(w.message)
+            warnings.warn(f"record {record_id!r}: {reason}", TemplateWarning, stacklevel=3)
+    return built, reason
+
+
 def predict(query: Any, *, predictor: Predictor | None = None,
             weights: str | os.PathLike | None = None, msa: Any = None,
+            templates: FoundTemplates | None = None,
             num_recycles: int | None = None, num_seeds: int = 1, seed: int = 0,
             refine: bool = True, refine_steps: int | None = None, max_length: int | None = None,
             chunk_size: int | None = None, device: Any = None, record_trajectory: bool = False,
@@ -176,8 +221,14 @@ def predict(query: Any, *, predictor: Predictor | None = None,
       query: a one-letter sequence, a ``SequenceRecord`` or a FASTA file with one record.
       predictor: a loaded ``Predictor`` (default: ``load_predictor(weights, device=...,
         chunk_size=...)``).
-      msa: an A3M path or ``Msa`` whose first row is the query: profile features (with sequence
-        weighting) instead of the one-hot sequence.
+      msa: an A3M path, ``Msa`` or searched ``homology.FoundMsa`` whose first row is the
+        query: profile features (with sequence weighting) instead of the one-hot sequence.
+      templates: the query's templates (``homology.Homology.templates``): the model is built
+        from them and the best seed (copy, fill, close and refine; always refined, whatever
+        ``refine`` says, since closing the junctions is part of building it), its confidence
+        (a prior from each template's identity where residues were copied, the network's pLDDT
+        elsewhere) in ``plddt``; with no usable template, a ``TemplateWarning`` and the
+        prediction without templates.
       num_recycles: recycling passes (default: the model config's).
       num_seeds: 1 (default): the deterministic prediction. More: sample ``num_seeds`` models
         with the network's dropout on, seeded ``seed .. seed+num_seeds-1`` (as ColabFold's
@@ -193,7 +244,8 @@ def predict(query: Any, *, predictor: Predictor | None = None,
     if num_seeds < 1:
         raise InputError(f"--num-seeds {num_seeds}: must be >= 1")
     record = _as_record(query, max_length)
-    profile, msa_info = _msa_profile(msa, record)
+    alignment, msa_info = _read_msa(msa, record)
+    profile = None if alignment is None else msa_profile(alignment, weighting=True)
     n_res = record.length
     features = make_features(record.aatype, profile=profile)
     timings["features"] = time.perf_counter() - t_start
@@ -233,8 +285,24 @@ def predict(query: Any, *, predictor: Predictor | None = None,
     best = ranked[0]
 
     report = trajectory = None
-    final = best.protein
-    if refine:
+    final, plddt = best.protein, best.plddt
+    template_info: dict | None = None
+    template_maps: dict[str, tuple[np.ndarray, float]] = {}
+    built = None
+    if templates is not None:
+        t0 = time.perf_counter()
+        built, reason = _template_model(best, templates, _template_config(refine_steps),
+                                        record.id)
+        template_info = dict(templates.info, used=built.used, fallback=reason,
+                             model=built.report)
+        timings["templates"] = time.perf_counter() - t0
+    if built is not None and built.used:
+        final, plddt, report = built.protein, built.confidence, built.refine_report
+        hits = {h.chain_id: h for h in templates.hits}
+        for t in built.report["templates"]:
+            h = hits[t["chain_id"]]
+            template_maps[h.chain_id] = (np.asarray(h.query_to_template), float(h.identity))
+    elif refine:
         t0 = time.perf_counter()
         cfg = _refine_config(refine_steps)
         try:
@@ -259,15 +327,21 @@ def predict(query: Any, *, predictor: Predictor | None = None,
         "padded_length": int(predictor.bucket(n_res)),
         "chunk_size": int(predictor.config.chunk_size),
         "msa": msa_info,
-        "refine_config": to_dict(_refine_config(refine_steps)) if refine else None,
+        "templates": template_info,
+        "refine_config": (to_dict(_template_config(refine_steps).refine)
+                          if built is not None and built.used
+                          else to_dict(_refine_config(refine_steps)) if refine else None),
         "versions": versions(),
         "device": describe_device(predictor.device),
     }
     return Prediction(id=record.id, name=name or safe_name(record.id),
-                      description=record.description, sequence=record.sequence, protein=final, unrefined=best.protein,
-                      plddt=best.plddt, pae=best.pae, ptm=best.ptm, seed=best.seed,
-                      ranked=tuple(ranked), refine_report=report, timings=timings, info=info,
-                      trajectory=trajectory)
+                      description=record.description, sequence=record.sequence, protein=final,
+                      unrefined=best.protein, plddt=plddt, pae=best.pae, ptm=best.ptm,
+                      seed=best.seed, ranked=tuple(ranked), refine_report=report,
+                      timings=timings, info=info, trajectory=trajectory,
+                      network_plddt=best.plddt if plddt is not best.plddt else None,
+                      msa=alignment, msa_a3m=msa.a3m if isinstance(msa, FoundMsa) else None,
+                      template_maps=template_maps)
 
 
 __all__ = ["Prediction", "Predictor", "SeedPrediction", "check_memory", "load_predictor",

@@ -15,6 +15,7 @@ import numpy as np
 
 from foldlite.outputs import write_record
 from foldlite.protein import Protein, to_pdb_string
+from foldlite.sequences import Msa
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +40,16 @@ class SeedPrediction:
 class Prediction:
     """The result for one sequence.
 
-    protein: the final model (refined unless refinement was off), pLDDT [L] in the B-factors;
-    unrefined: the best seed's network output; plddt [L] (0-100), pae [L, L] (Angstrom) and ptm
-    of the best seed; ranked: every seed's ``SeedPrediction``, best first; refine_report: the
-    ``RefineReport`` (None without refinement); trajectory: the refinement trajectory when asked
-    for; timings: seconds per stage; info: weights, versions, device, settings.
+    protein: the final model (refined unless refinement was off), ``plddt`` in the B-factors;
+    unrefined: the best seed's network output; plddt [L] (0-100): the network's pLDDT of the
+    best seed, or with templates the template model's confidence (``network_plddt`` then keeps
+    the network's); pae [L, L] (Angstrom) and ptm of the best seed; ranked: every seed's
+    ``SeedPrediction``, best first; refine_report: the ``RefineReport`` (None without
+    refinement); trajectory: the refinement trajectory when asked for; timings: seconds per
+    stage; info: weights, versions, device, settings, the MSA and the templates.
+    msa: the alignment the profile came from (None without one); msa_a3m: its A3M text when it
+    was searched (written as msa.a3m); template_maps: the templates used, {chain id:
+    (query_to_template int [L], -1 unaligned; identity 0-1)} (the coverage plot).
     """
 
     id: str
@@ -61,6 +67,10 @@ class Prediction:
     timings: dict[str, float]
     info: dict[str, Any]
     trajectory: Any = None
+    network_plddt: np.ndarray | None = None
+    msa: Msa | None = None
+    msa_a3m: str | None = None
+    template_maps: dict[str, tuple[np.ndarray, float]] = dataclasses.field(default_factory=dict)
 
     @property
     def mean_plddt(self) -> float:

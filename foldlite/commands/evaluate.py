@@ -2,18 +2,28 @@
 
     foldlite evaluate --weights W --split test [--dataset DIR] [--no-profile] [--max-chains N]
     foldlite evaluate --weights W --structures DIR
+    foldlite evaluate --split test --templates [remote] [relatives] [--library DIR]
 
 The chains of a dataset split (predicted from the sequence and the profile, unless
 ``--no-profile`` or the chain has none) or of structure files (sequence only), scored by
 ``foldlite.train.evaluate`` with the weights' ``Predictor`` (``foldlite.model.inference``).
 Writes ``evaluation.json`` (per-chain and mean values, settings) and ``evaluation.csv`` (one row
 per chain and method) into ``--out`` and prints a summary table.
+
+With ``--templates``: the split's chains modelled from templates of the library
+(``foldlite.search.template_benchmark``) in the remote setting (training-split templates only)
+and/or the relatives setting (any library chain but the chain itself and chains >= 95% identical
+to it), scored with lDDT-CA, TM-score and GDT_TS next to the network alone and the best
+template's own aligned backbone; writes ``templates.json`` into ``--out`` and prints a Markdown
+table of medians (means in parentheses), overall and on the chains with a template of >= 30%
+identity and >= 70% coverage.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import os
 import sys
@@ -21,9 +31,14 @@ import time
 from pathlib import Path
 
 from foldlite import fileio
+from foldlite.data.dataset import Dataset
+from foldlite.data.splits import read_split, resolve_splits_prefix
 from foldlite.errors import InputError
 from foldlite.model.inference import Predictor
 from foldlite.model.weights_io import default_weights_path, load_weights
+from foldlite.search import template_benchmark as tb
+from foldlite.search.template_model import TemplateModelConfig
+from foldlite.search.templates import DEFAULT_LIBRARY, open_index
 from foldlite.train.evaluate import (METHODS, METRIC_NAMES, evaluate_examples,
                                      examples_from_dataset, examples_from_structures)
 
@@ -92,22 +107,87 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="processes that compute the scores while the model predicts "
                              "(default: the number of CPUs, at most 4; 0: none)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument("--templates", nargs="*", choices=tb.SETTINGS, metavar="SETTING",
+                        help="with --split: evaluate template models in these settings (remote: "
+                             "training-split templates only; relatives: any library chain but "
+                             "the chain itself and chains >= 95%% identical; default both)")
+    parser.add_argument("--library", default=str(DEFAULT_LIBRARY), metavar="DIR",
+                        help=f"template library for --templates (default {DEFAULT_LIBRARY}, "
+                             "the ProMod3 dataset)")
+    parser.add_argument("--max-templates", type=int, default=TemplateModelConfig.max_templates,
+                        help="templates combined per chain with --templates (default "
+                             f"{TemplateModelConfig.max_templates})")
+
+
+def _dataset_and_splits(args: argparse.Namespace, weights: Path, meta: dict
+                        ) -> tuple[str, str | None]:
+    """The dataset and split set of ``--split``: given, else the weights' (recorded as
+    ``evaluation_data`` when they were trained on a derived subset, else the training data)."""
+    data_cfg = meta.get("evaluation_data") or meta.get("train_config", {}).get("data", {})
+    dataset = args.dataset or data_cfg.get("path")
+    if not dataset:
+        raise InputError(f"{weights}: no dataset recorded in the weights; pass --dataset")
+    return dataset, args.splits or data_cfg.get("splits")
+
+
+def run_templates(args: argparse.Namespace, weights: Path, predictor: Predictor, meta: dict
+                  ) -> int:
+    """``--templates``: the template benchmark on the split's chains (module docstring)."""
+    if args.structures or not args.split:
+        raise InputError("--templates needs --split (the remote setting needs the training "
+                         "split)")
+    if args.max_templates < 1:
+        raise InputError("--max-templates must be at least 1")
+    dataset, splits = _dataset_and_splits(args, weights, meta)
+    prefix = resolve_splits_prefix(splits or "promod3")
+    index = open_index(args.library)
+    ids = read_split(f"{prefix}_{args.split}.txt")
+    train_ids = read_split(f"{prefix}_train.txt")
+    records = tb.protocol_records(Dataset(Path(dataset).expanduser()), ids,
+                                  max_chains=args.max_chains,
+                                  min_length=args.min_length, max_length=args.max_length)
+    if not records:
+        raise InputError("no chains to evaluate (check the split and the length limits)")
+    config = tb.BenchmarkConfig(
+        settings=tuple(args.templates or tb.SETTINGS), max_hits=args.max_templates,
+        model=dataclasses.replace(TemplateModelConfig(), max_templates=args.max_templates))
+    network = tb.predictor_network(predictor, use_profile=not args.no_profile)
+
+    def progress(row: dict) -> None:
+        if args.progress:
+            b = row["best"]
+            best = f"{b['chain_id']} ({100 * b['identity']:.0f}% id)" if b else "no template"
+            print(f"{row['chain_id']} {row['setting']}: {best}, TM network "
+                  f"{row['network']['tm_score']:.3f}, with templates "
+                  f"{row['templates']['tm_score']:.3f}", file=sys.stderr)
+
+    t0 = time.time()
+    result = tb.benchmark_templates(records, network, index, train_ids, config, progress)
+    result = {"weights": str(weights), "weights_sha256": predictor.sha256,
+              "num_recycles": predictor.num_recycles, "dataset": str(dataset),
+              "split": args.split, "splits": str(prefix), "library": str(index.dataset),
+              "profile": not args.no_profile, "seconds": time.time() - t0, **result}
+    print(tb.format_table(result["summary"]))
+    if args.out:
+        out = Path(args.out)
+        fileio.write_json(out / "templates.json", result)
+        print(f"wrote {out / 'templates.json'}", file=sys.stderr)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     weights = Path(args.weights) if args.weights else default_weights_path()
     params, model_cfg, meta = load_weights(weights)
+    recycles = model_cfg.recycle.num_recycles if args.recycles is None else args.recycles
+    if args.templates is not None:
+        predictor = Predictor(model_cfg, params, num_recycles=recycles, name=weights.name,
+                              path=weights, sha256=fileio.sha256_file(weights), meta=meta)
+        return run_templates(args, weights, predictor, meta)
     if args.structures:
         examples = examples_from_structures(args.structures, args.max_chains)
         source = {"structures": str(args.structures)}
     else:
-        # The dataset and splits the weights are evaluated on: recorded as ``evaluation_data``
-        # when they were trained on a derived subset (fine-tuning), else the training data.
-        data_cfg = meta.get("evaluation_data") or meta.get("train_config", {}).get("data", {})
-        dataset = args.dataset or data_cfg.get("path")
-        splits = args.splits or data_cfg.get("splits")
-        if not dataset:
-            raise InputError(f"{weights}: no dataset recorded in the weights; pass --dataset")
+        dataset, splits = _dataset_and_splits(args, weights, meta)
         examples = examples_from_dataset(dataset, args.split, splits=splits,
                                          use_profile=not args.no_profile,
                                          max_chains=args.max_chains, min_length=args.min_length,
@@ -117,7 +197,6 @@ def run(args: argparse.Namespace) -> int:
                   "min_length": args.min_length, "max_length": args.max_length}
     if not examples:
         raise InputError("no chains to evaluate (check the split and the length limits)")
-    recycles = model_cfg.recycle.num_recycles if args.recycles is None else args.recycles
     predictor = Predictor(model_cfg, params, num_recycles=recycles)
     t0 = time.time()
     workers = min(4, os.cpu_count() or 1) if args.workers is None else max(0, args.workers)

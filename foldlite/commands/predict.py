@@ -8,6 +8,11 @@ and probed with a file); before each record: its memory estimate against the dev
 (``pipeline.check_memory``). ``read_batch_input`` reads the records (``sequences``' checked
 FASTA reading, or one sequence typed on the command line). ``add_arguments`` and ``run`` are the
 command line.
+
+Homology (``foldlite.homology``, with ``--msa-db`` and/or ``--templates``): the database and the
+template index are checked (the index built on first use) after the output folder, then one MSA
+search covers every record to predict, and each record's templates are searched (from its MSA
+when it has one) just before it is predicted.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from tqdm import tqdm
 from foldlite import fileio, outputs
 from foldlite.device import DEVICES
 from foldlite.errors import FoldliteError, InputError, OutputError, printable
+from foldlite.homology import ENGINES, FoundMsa, Homology, HomologyConfig
 from foldlite.model.weights_io import DEFAULT_WEIGHTS
 from foldlite.pipeline import Predictor, check_memory, load_predictor, predict
-from foldlite.sequences import (FastaEntry, SequenceWarning, parse_sequence, read_fasta_entries,
-                                safe_name)
+from foldlite.search.template_model import TemplateWarning
+from foldlite.search.templates import DEFAULT_LIBRARY
+from foldlite.sequences import (FastaEntry, Msa, SequenceRecord, SequenceWarning, parse_sequence,
+                                read_a3m, read_fasta_entries, safe_name)
 from foldlite.viz import resolve_3dmol_js
 
 
@@ -112,6 +120,15 @@ def read_batch_input(source: str | os.PathLike | None, max_length: int | None = 
     return read_fasta_entries(path, max_length=max_length)
 
 
+def _alignment(msa: Any, record: SequenceRecord) -> Msa | None:
+    """The ``Msa`` of a record's MSA (searched ``FoundMsa``, ``Msa``, A3M path or None)."""
+    if msa is None or isinstance(msa, Msa):
+        return msa
+    if isinstance(msa, FoundMsa):
+        return msa.msa
+    return read_a3m(msa, query=record)
+
+
 def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *,
                   predictor: Predictor | None = None, weights: str | os.PathLike | None = None,
                   msa: Any = None, num_recycles: int | None = None, num_seeds: int = 1,
@@ -119,7 +136,8 @@ def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *
                   max_length: int | None = None, chunk_size: int | None = None,
                   device: Any = None, overwrite: bool = False, quiet: bool = False,
                   js_path: str | os.PathLike | None = None, sequence: str | None = None,
-                  memory_limit: int | None = None) -> BatchResult:
+                  memory_limit: int | None = None,
+                  homology: HomologyConfig | None = None) -> BatchResult:
     """Predict every record of ``source`` into ``outdir/<safe id>/``; write ``outdir/summary.tsv``.
 
     Records whose folder is complete are skipped (status ``cached``) unless ``overwrite``; a
@@ -129,6 +147,9 @@ def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *
     model), and the output folder created and probed, so that a mistake there costs nothing.
     ``sequence``: one sequence (``--sequence``) instead of ``source``. ``memory_limit``: bytes
     a length bucket may need (default: the device's memory, ``device.device_memory_limit``).
+    ``homology``: the MSA database and the template library to search (see the module
+    docstring); a searched MSA replaces none given (``msa`` and ``homology.msa_db`` exclude each
+    other).
     """
     if num_seeds < 1:
         raise InputError(f"--num-seeds {num_seeds}: must be >= 1")
@@ -143,6 +164,9 @@ def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *
     if msa is not None and len(entries) != 1:
         raise InputError(f"--msa needs a single-record input; {source} holds {len(entries)} "
                          "records")
+    if msa is not None and homology is not None and homology.msa_db is not None:
+        raise InputError("give --msa (an alignment you made) or --msa-db (a database to search), "
+                         "not both")
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
@@ -158,6 +182,9 @@ def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *
         predictor = load_predictor(weights, device=device, chunk_size=chunk_size)
     fileio.check_output_dir(outdir)
     outputs.remove_stale_files(outdir)
+    searches = None
+    if todo and homology is not None and homology.active:  # wrong paths fail here, before work
+        searches = Homology(homology, progress=not quiet)
     if not quiet:
         if sequence is not None or (source is not None and not os.path.isfile(source)):
             what = f"a sequence of {entries[0].record.length} residues" if entries[0].record \
@@ -166,6 +193,14 @@ def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *
         else:
             print(f"foldlite predict: input: FASTA file {source} ({len(entries)} records)",
                   file=sys.stderr)
+
+    found_msas: dict[str, Any] = {}
+    if searches is not None and homology.msa_db is not None:
+        if not quiet:
+            print(f"foldlite predict: searching {homology.msa_db} ({homology.engine}) for "
+                  f"{len(todo)} record(s)", file=sys.stderr)
+        records = [e.record for e in todo]
+        found_msas = dict(zip((r.id for r in records), searches.msas(records)))
 
     rows: list[outputs.SummaryRow] = []
     interactive = sys.stderr.isatty()
@@ -205,19 +240,31 @@ def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *
             try:
                 check_memory(predictor, entry.record.length, refine=refine, limit=memory_limit,
                              record=entry.id)
-                pred = predict(entry.record, predictor=predictor, msa=msa,
-                               num_recycles=num_recycles, num_seeds=num_seeds, seed=seed,
-                               refine=refine, refine_steps=refine_steps, name=name)
+                record_msa = found_msas.get(entry.record.id, msa)
+                templates = None
+                if searches is not None and searches.index is not None:
+                    templates = searches.templates(entry.record,
+                                                   _alignment(record_msa, entry.record))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", TemplateWarning)
+                    pred = predict(entry.record, predictor=predictor, msa=record_msa,
+                                   templates=templates, num_recycles=num_recycles,
+                                   num_seeds=num_seeds, seed=seed, refine=refine,
+                                   refine_steps=refine_steps, name=name)
+                for w in caught:
+                    say(f"{where}note: {w.message}")
                 try:
                     outputs.write_record(outdir, pred, js_path=js)
                 except OSError as e:
                     raise OutputError(f"record {entry.id!r}: cannot write its outputs into "
                                       f"{outdir}: {e.strerror or e}") from None
                 total = time.perf_counter() - t0
-                rows.append(outputs.SummaryRow(pred.id, name, pred.length, pred.mean_plddt,
-                                               pred.ptm, "ok", total))
+                row = outputs.SummaryRow.from_scores(rec_dir, status="ok", time_s=total)
+                rows.append(row)
+                extra = "".join([f", MSA {row.msa_depth} sequences" if row.msa_depth else "",
+                                 f", templates {row.templates}" if row.templates else ""])
                 say(f"{where}{shown}: {pred.length} residues, mean pLDDT {pred.mean_plddt:.1f}, "
-                    f"pTM {pred.ptm:.3f}, {total:.1f} s -> {rec_dir}")
+                    f"pTM {pred.ptm:.3f}{extra}, {total:.1f} s -> {rec_dir}")
             except KeyboardInterrupt:
                 bar.close()
                 raise
@@ -286,6 +333,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--msa", metavar="FILE.a3m",
                         help="alignment for a single-record input: profile features from it, "
                              "with sequence weighting")
+    parser.add_argument("--msa-db", metavar="SEQS.fasta",
+                        help="search this sequence database (any protein FASTA, optionally "
+                             "gzipped: UniRef90, UniRef50, a proteome) for every record's MSA "
+                             "first; the A3M is kept in the record folder (msa.a3m)")
+    parser.add_argument("--engine", choices=ENGINES, default="jackhmmer",
+                        help="MSA search: jackhmmer (HMMER, AlphaFold2's settings; default) or "
+                             "mmseqs (MMseqs2, ColabFold's; needs the `mmseqs` program)")
+    parser.add_argument("--templates", nargs="?", const=str(DEFAULT_LIBRARY), metavar="LIBRARY",
+                        help="build the model from templates found in LIBRARY (a dataset folder "
+                             "such as `foldlite data promod3` makes, or a folder of mmCIF/PDB "
+                             "files; indexed on first use; default: the ProMod3 dataset "
+                             f"{DEFAULT_LIBRARY}): copied template backbone, the network's "
+                             "prediction where no template aligns, then refinement (always)")
+    parser.add_argument("--max-templates", type=_positive_int, default=HomologyConfig.max_templates,
+                        metavar="N", help=f"templates used per record (default "
+                                          f"{HomologyConfig.max_templates})")
+    parser.add_argument("--cpus", type=_positive_int, default=2, metavar="N",
+                        help="threads of the MSA search (default 2)")
     parser.add_argument("--weights", metavar="FILE",
                         help=f"model weights (.npz from `foldlite train`; default: the shipped "
                              f"model {DEFAULT_WEIGHTS.name})")
@@ -319,6 +384,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local 3Dmol-min.js to inline in view.html (offline pages)")
 
 
+def homology_config(args: argparse.Namespace) -> HomologyConfig | None:
+    """The searches the arguments ask for (None: neither ``--msa-db`` nor ``--templates``)."""
+    if args.msa_db is None and args.templates is None:
+        return None
+    return HomologyConfig(msa_db=None if args.msa_db is None else Path(args.msa_db),
+                          engine=args.engine,
+                          templates=None if args.templates is None else Path(args.templates),
+                          max_templates=args.max_templates, cpus=args.cpus)
+
+
 def run(args: argparse.Namespace) -> int:
     result = predict_batch(
         args.input, args.outdir, weights=args.weights, msa=args.msa,
@@ -326,5 +401,5 @@ def run(args: argparse.Namespace) -> int:
         refine=args.refine, refine_steps=args.refine_steps, max_length=args.max_length,
         chunk_size=args.chunk_size, device=args.device, overwrite=args.overwrite,
         quiet=args.quiet, js_path=args.js_path, sequence=args.sequence,
-        memory_limit=args.memory_limit)
+        memory_limit=args.memory_limit, homology=homology_config(args))
     return 0 if result.ok else 1

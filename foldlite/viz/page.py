@@ -80,10 +80,12 @@ def html_page(structure: Any, *, plddt: np.ndarray | None = None, pae: np.ndarra
               title: str = "foldlite", info: dict[str, Any] | None = None, color: str = "plddt",
               style: str | dict = "cartoon", js_path: str | os.PathLike | None = None,
               width: int = 640, height: int = 480, plddt_png: bytes | None = None,
-              pae_png: bytes | None = None) -> str:
+              pae_png: bytes | None = None, coverage_png: bytes | None = None) -> str:
     """A standalone HTML page: the 3D view, the legend, the pLDDT and PAE plots, ``info`` rows.
 
-    ``plddt_png``/``pae_png``: already drawn plots to embed instead of drawing them again.
+    ``plddt_png``/``pae_png``: already drawn plots to embed instead of drawing them again;
+    ``coverage_png``: the MSA and template coverage plot (``plots.plot_coverage``), shown after
+    them.
     """
     text = pdb_text(structure)
     local_js = resolve_3dmol_js(js_path)
@@ -106,6 +108,8 @@ def html_page(structure: Any, *, plddt: np.ndarray | None = None, pae: np.ndarra
     if pae is not None or pae_png is not None:
         png = pae_png if pae_png is not None else figure_png(plot_pae(pae))
         plots.append(_png_img(png, "PAE plot", "pae-plot"))
+    if coverage_png is not None:
+        plots.append(_png_img(coverage_png, "MSA and template coverage plot", "coverage-plot"))
     source = "inlined from " + html_lib.escape(local_js.name) if local_js else (
         f"loaded from <a href=\"{CDN_3DMOL}\">{CDN_3DMOL}</a> (needs internet; "
         "<code>foldlite view --3dmol-js PATH</code> makes an offline page)")
