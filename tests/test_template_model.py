@@ -195,3 +195,119 @@ def test_summary_medians_and_the_good_subset():
     assert s["relatives"]["all"]["worse_than_network.lddt_ca"] == 0
     table = tb.format_table(s)
     assert "| relatives (template >= 30% id, 70% cov) | 2 | 2 | templates | 0.800 (0.800)" in table
+
+
+# --------------------------------------------------------------------------------------------
+# The command line: foldlite predict --msa-db --templates, foldlite evaluate --templates
+# --------------------------------------------------------------------------------------------
+
+def _ca_rmsd(model_pdb, truth: Protein) -> float:
+    model = read_structure(model_pdb)
+    ca = rc.atom_order["CA"]
+    return float(metrics.rmsd(model.atom_positions[:, ca], truth.atom_positions[:, ca],
+                              truth.atom_mask[:, ca] > 0))
+
+
+def test_predict_cli_with_msa_search_and_templates(library, tmp_path, capsys):
+    """`foldlite predict --msa-db DB --templates LIB`: the MSA is searched, templates found
+    from it, the model built on the identical template (close to the truth although the
+    untrained network's own model is not), and the outputs record both; a record without
+    template hits is predicted without, with a note, in the same batch."""
+    import json
+
+    from conftest import tiny_weights
+    from foldlite import outputs
+    from foldlite.cli import main
+
+    index, ds, truth = library
+    rng = np.random.default_rng(5)
+    query = truth.sequence
+    db = "".join(f">hom{k}\n{mutate(query, 0.25, rng)}\n" for k in range(6))
+    (tmp_path / "db.fasta").write_text(db + ">other\nMKVLAAGIVGLLLAGCSSNE\n")
+    lonely = "".join(rng.choice(list("ACDEFGHIKLMNPQRSTVWY"), 40))
+    (tmp_path / "in.fasta").write_text(f">Q\n{query}\n>lonely\n{lonely}\n")
+    out = tmp_path / "out"
+    rc_ = main(["predict", str(tmp_path / "in.fasta"), "-o", str(out), "--weights",
+                str(tiny_weights()), "--msa-db", str(tmp_path / "db.fasta"), "--templates",
+                str(index.dataset), "--refine-steps", "150"])
+    err = capsys.readouterr().err
+    assert rc_ == 0, err
+    assert "record 'lonely': templates: no template hits" in err and "Traceback" not in err
+
+    rows = {r["id"]: r for r in outputs.read_summary(out)}
+    assert list(rows["Q"])[:7] == list(outputs.SUMMARY_COLUMNS)[:7]
+    assert int(rows["Q"]["msa_depth"]) >= 6 and rows["lonely"]["msa_depth"] == "1"
+    assert rows["Q"]["templates"].split(",")[0] in ("Q_A", "TWIN_B")
+    assert rows["lonely"]["templates"] == "" and rows["lonely"]["status"] == "ok"
+
+    q = out / "Q"
+    for f in (outputs.MSA_A3M, outputs.COVERAGE_PNG, outputs.MODEL_PDB, outputs.UNREFINED_PDB):
+        assert (q / f).is_file(), f
+    assert (q / outputs.MSA_A3M).read_text().startswith(">Q\n")
+    assert "coverage-plot" in (q / outputs.VIEW_HTML).read_text()
+    s = json.loads((q / outputs.SCORES_JSON).read_text())
+    assert s["msa"]["source"] == "search" and s["msa"]["num_sequences"] >= 6
+    t = s["templates"]
+    assert t["used"] and t["fallback"] is None and t["search"] == "profile"
+    assert t["model"]["templates"][0]["identity"] == 1.0
+    assert len(s["network_plddt"]) == truth.length and s["plddt"] != s["network_plddt"]
+    # the identical template's backbone, refined; the untrained network alone is far off
+    assert _ca_rmsd(q / outputs.MODEL_PDB, truth) < 1.5
+    assert _ca_rmsd(q / outputs.UNREFINED_PDB, truth) > 5.0
+    assert t["model"]["refine"]["violations_after"] == 0
+
+    lone = json.loads((out / "lonely" / outputs.SCORES_JSON).read_text())
+    assert lone["templates"]["used"] is False and lone["network_plddt"] is None
+    assert "no template hits" in lone["templates"]["fallback"]
+
+
+def test_predict_cli_homology_input_errors(library, tmp_path, capsys):
+    """--msa with --msa-db, a missing database and a library that is no library: clear
+    messages, exit status 2, nothing predicted."""
+    from conftest import tiny_weights
+    from foldlite.cli import main
+
+    index, ds, truth = library
+    (tmp_path / "in.fasta").write_text(f">Q\n{truth.sequence}\n")
+    (tmp_path / "q.a3m").write_text(f">Q\n{truth.sequence}\n")
+    (tmp_path / "empty").mkdir()
+    base = ["predict", str(tmp_path / "in.fasta"), "--weights", str(tiny_weights()), "--quiet"]
+    cases = [
+        (["--msa", str(tmp_path / "q.a3m"), "--msa-db", str(index.dataset / "x.fa")],
+         "not both"),
+        (["--msa-db", str(tmp_path / "missing.fasta")], "sequence database not found"),
+        (["--templates", str(tmp_path / "empty")], "neither a foldlite dataset"),
+    ]
+    for k, (extra, message) in enumerate(cases):
+        assert main(base + ["-o", str(tmp_path / f"out{k}")] + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+        assert not list((tmp_path / f"out{k}").glob("*/model.pdb"))
+
+
+def test_evaluate_cli_templates(library, tmp_path, capsys):
+    """`foldlite evaluate --split test --templates`: both settings on a split of the library
+    (Q_A as the test chain, PART_A the only training chain), table and templates.json."""
+    import json
+
+    from conftest import tiny_weights
+    from foldlite.cli import main
+
+    index, ds, truth = library
+    (tmp_path / "s_test.txt").write_text("Q_A\n")
+    (tmp_path / "s_train.txt").write_text("PART_A\n")
+    rc_ = main(["evaluate", "--weights", str(tiny_weights()), "--split", "test", "--dataset",
+                str(index.dataset), "--splits", str(tmp_path / "s"), "--templates",
+                "--library", str(index.dataset), "--out", str(tmp_path / "ev")])
+    out = capsys.readouterr().out
+    assert rc_ == 0
+    assert "| remote (all) | 1 |" in out and "| relatives (all) | 1 |" in out
+    r = json.loads((tmp_path / "ev" / "templates.json").read_text())
+    rows = {x["setting"]: x for x in r["rows"]}
+    assert rows["remote"]["best"]["chain_id"] == "PART_A"  # the only training chain
+    assert rows["relatives"]["best"]["chain_id"] == "HOM_A"  # identical ones excluded
+    rel = rows["relatives"]
+    assert rel["templates"]["tm_score"] > rel["network"]["tm_score"] + 0.2
+    assert main(["evaluate", "--weights", str(tiny_weights()), "--structures",
+                 str(tmp_path), "--templates"]) == 2
+    assert "--templates needs --split" in capsys.readouterr().err
