@@ -137,6 +137,14 @@ def test_plots_have_axes_and_colour_bars():
         viz.plot_pae(np.zeros((3, 4)))
 
 
+def test_pae_scale_matches_the_pae_head():
+    """plots.py imports only numpy and matplotlib (a leaf), so it keeps its own copy of the PAE
+    scale's upper end: it must be the PAE head's last bin centre."""
+    from foldlite.model import heads
+
+    assert viz.MAX_PAE == heads.MAX_PAE
+
+
 def test_coverage_rows_and_plot():
     from foldlite.viz.plots import coverage_rows, plot_coverage
 
