@@ -8,7 +8,6 @@ prediction's ``info`` records.
 
 from __future__ import annotations
 
-import os
 import platform
 
 import haiku
@@ -17,6 +16,7 @@ import jaxlib
 import numpy as np
 
 from foldlite.errors import FoldliteError, InputError
+from foldlite.system import available_ram
 from foldlite.version import __version__
 
 #: device names ``select_device`` (and ``--device``) takes
@@ -51,17 +51,7 @@ def device_memory_limit(device) -> int | None:
             stats = {}
         limit = stats.get("bytes_limit")
         return int(limit) - int(stats.get("bytes_in_use", 0)) if limit else None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
+    return available_ram()
 
 
 def describe_device(device) -> str:

@@ -16,11 +16,12 @@ before any search, so a wrong path fails at once, not after the first prediction
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Literal, Sequence
 
 from foldlite.search import templates as tpl
-from foldlite.search.database import check_database_file
+from foldlite.search.database import check_database_file, check_database_memory
 from foldlite.search.mmseqs import MmseqsSettings, require_binary
 from foldlite.search.msa import MsaSettings, search_msas
 from foldlite.sequences import Msa, SequenceRecord, parse_a3m
@@ -94,6 +95,8 @@ class Homology:
         self.database = None if config.msa_db is None else check_database_file(config.msa_db)
         if self.database is not None and config.engine == "mmseqs":
             require_binary()
+        elif self.database is not None:
+            check_database_memory(self.database)
         # the library's index (built on first use and when the library changed)
         self.index = None if config.templates is None else tpl.open_index(config.templates)
 
@@ -118,6 +121,7 @@ class Homology:
         if self.index is None:
             return None
         c = self.config
+        t0 = time.perf_counter()
         # more candidates than kept: the exclusions below may drop the best ones
         hits = tpl.search_templates(record, self.index, msa=msa,
                                     max_hits=c.max_templates + 16 + len(c.exclude),
@@ -128,5 +132,6 @@ class Homology:
         info = {"library": str(Path(c.templates).expanduser()),
                 "search": "profile" if msa is not None and msa.num_sequences > 1 else "sequence",
                 "evalue": c.template_evalue, "min_coverage": c.min_template_coverage,
-                "excluded": len(hits) - len(allowed), "hits": [h.as_dict() for h in kept]}
+                "excluded": len(hits) - len(allowed), "hits": [h.as_dict() for h in kept],
+                "search_seconds": round(time.perf_counter() - t0, 3)}
         return FoundTemplates(hits=tuple(kept), info=info, library=self.index)

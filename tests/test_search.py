@@ -270,3 +270,23 @@ def test_homology_searches_msas_and_templates_with_exclusions(tmp_path):
     # a wrong database path fails before any search
     with pytest.raises(InputError, match="sequence database not found"):
         Homology(HomologyConfig(msa_db=tmp_path / "missing.fasta"))
+
+
+def test_jackhmmer_database_too_big_for_the_memory_is_refused_before_reading(tmp_path):
+    """A database that cannot fit in the available RAM even at 1 byte per residue: refused up
+    front (search and a prediction run's homology), naming the file, the estimate and MMseqs2."""
+    from foldlite.homology import Homology, HomologyConfig
+    from foldlite.search.database import check_database_memory
+
+    db = tmp_path / "db.fasta"
+    db.write_text(">a\n" + "ACDEFGHIKL" * 1000 + "\n")
+    check_database_memory(db, available=1 << 20)  # 10 kB fits in 1 MiB
+    with pytest.raises(InputError, match=r"db.fasta: jackhmmer holds the whole database .*"
+                                         r"--engine mmseqs"):
+        check_database_memory(db, available=4096)
+    gz = tmp_path / "db.fasta.gz"
+    gz.write_bytes(gzip.compress(db.read_bytes()))
+    with pytest.raises(InputError, match="at least"):  # gzipped: 1.2 residues per byte
+        check_database_memory(gz, available=int(gz.stat().st_size * 1.1))
+    # the run checks it with the machine's own figure: a small database passes
+    Homology(HomologyConfig(msa_db=db), progress=False)

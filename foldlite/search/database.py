@@ -3,7 +3,11 @@ HMMER's digital form, with clear errors for a missing, empty or non-FASTA file.
 
 Letters: anything in HMMER's amino-acid alphabet (the 20 amino acids, ``BJZOUX``, ``*`` and
 gaps ``-`` which are dropped) is accepted; another character is an ``InputError`` naming the file,
-the record and the position. The whole database is held in memory (about 1 byte per residue).
+the record and the position. The whole database is held in memory: about 4 times the FASTA
+file's size for the ProMod3 sequences (21,119 sequences of 216 residues on average: 19.7 MB for a
+4.75 MB file; 1 byte per residue plus ~700 bytes per sequence). ``check_database_memory``
+refuses, before reading, a database that cannot fit in the available RAM even at 1 byte per
+residue.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from foldlite.cache import cache_dir
 from foldlite.errors import InputError
 from foldlite.fileio import write_json
+from foldlite.system import available_ram
 
 _ALLOWED = frozenset(b"ACDEFGHIKLMNPQRSTVWYBJZOUXacdefghiklmnpqrstvwybjzouxX*")
 
@@ -67,6 +72,30 @@ def check_database_file(path: str | os.PathLike) -> Path:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: sequence database is empty")
     return path
+
+
+#: Lower bounds of a database's residues per byte of its file: plain FASTA (headers and line
+#: ends take the rest), and gzipped (protein FASTA compresses at least 1.5-fold; 1.7-fold for
+#: the ProMod3 sequences).
+_RESIDUES_PER_BYTE = {"plain": 0.8, "gzip": 1.2}
+
+
+def check_database_memory(path: str | os.PathLike, available: int | None = None) -> None:
+    """``InputError`` before reading when ``path`` (FASTA, plain or gzipped) cannot fit in
+    ``available`` bytes (default: the available RAM) even at 1 byte per residue, its lower
+    bound; the message names the estimate and the way out (MMseqs2 searches from disk)."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        kind = "gzip" if fh.read(2) == b"\x1f\x8b" else "plain"
+    need = int(path.stat().st_size * _RESIDUES_PER_BYTE[kind])
+    if available is None:
+        available = available_ram()
+    if available is not None and need > available:
+        raise InputError(
+            f"{path}: jackhmmer holds the whole database in memory, at least "
+            f"{need / 2**30:.1f} GiB for this file, more than the {available / 2**30:.1f} GiB of "
+            "available RAM; use --engine mmseqs (MMseqs2 searches its database from disk) or a "
+            "smaller database")
 
 
 def file_digest(path: str | os.PathLike) -> str:

@@ -36,8 +36,8 @@ from foldlite.cache import cache_dir
 from foldlite.fileio import write_text
 from foldlite.search.alignment import align_to_query
 from foldlite.search import mmseqs
-from foldlite.search.database import (SequenceDatabase, check_database_file, file_digest,
-                                      read_database)
+from foldlite.search.database import (SequenceDatabase, check_database_file,
+                                      check_database_memory, file_digest, read_database)
 from foldlite.search.mmseqs import MmseqsSettings
 from foldlite.sequences import SequenceRecord, safe_name
 
@@ -143,6 +143,7 @@ def search_msas(records: Sequence[SequenceRecord], database: str | os.PathLike |
                        progress)
     elif todo:
         if db is None:
+            check_database_memory(database)
             db = read_database(database, digest=False)
         bar = tqdm(total=len(todo) * settings.iterations, unit="iteration",
                    desc="foldlite search", disable=not progress, file=sys.stderr,
