@@ -104,7 +104,7 @@ def test_msa_profile_features(model, tmp_path):
                    ">h3\nDAYAQWLKDGGPSSGRPPPS\n")
     with_msa = pipeline.predict(TRPCAGE, predictor=model, msa=a3m, refine=False)
     without = pipeline.predict(TRPCAGE, predictor=model, refine=False)
-    assert with_msa.info["msa"] == {"path": str(a3m), "num_sequences": 4}
+    assert with_msa.info["msa"] == {"source": "file", "path": str(a3m), "num_sequences": 4}
     assert not np.allclose(with_msa.plddt, without.plddt)
     from foldlite.errors import InputError
     with pytest.raises(InputError):
