@@ -338,18 +338,27 @@ class SummaryRow:
                 fmt(self.msa_depth, "{}"), clean(self.templates), self.status,
                 fmt(self.time_s, "{:.2f}"), clean(self.message)]
 
+    @staticmethod
+    def homology(info: dict) -> dict[str, Any]:
+        """``msa_depth`` and ``templates`` of a prediction's ``info`` (or its scores.json)."""
+        used = ((info.get("templates") or {}).get("model") or {}).get("templates") or []
+        return {"msa_depth": (info.get("msa") or {}).get("num_sequences"),
+                "templates": ",".join(str(u["chain_id"]) for u in used)}
+
     @classmethod
-    def from_scores(cls, record_dir: Path, status: str = "cached",
-                    time_s: float | None = None) -> "SummaryRow":
-        """The row of a written record (its scores.json); ``time_s`` default: its total."""
+    def from_prediction(cls, pred: "Prediction", status: str, time_s: float) -> "SummaryRow":
+        """The row of a record just predicted."""
+        return cls(pred.id, pred.name, pred.length, pred.mean_plddt, pred.ptm, status, time_s,
+                   **cls.homology(pred.info))
+
+    @classmethod
+    def from_scores(cls, record_dir: Path, status: str = "cached") -> "SummaryRow":
+        """The row of a record written earlier (its scores.json)."""
         s = read_scores(record_dir) or {}
-        t = (s.get("timings") or {}).get("total") if time_s is None else time_s
-        msa = s.get("msa") or {}
-        used = ((s.get("templates") or {}).get("model") or {}).get("templates") or []
+        t = (s.get("timings") or {}).get("total")
         return cls(id=str(s.get("id", record_dir.name)), dir=record_dir.name,
                    length=s.get("length"), mean_plddt=s.get("mean_plddt"), ptm=s.get("ptm"),
-                   status=status, time_s=t, msa_depth=msa.get("num_sequences"),
-                   templates=",".join(str(u["chain_id"]) for u in used))
+                   status=status, time_s=t, **cls.homology(s))
 
 
 def read_summary(outdir: str | os.PathLike) -> list[dict[str, str]]:

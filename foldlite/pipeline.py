@@ -138,7 +138,7 @@ def _looks_like_path(text: str) -> bool:
         (".fasta", ".fa", ".faa"))
 
 
-def _read_msa(msa: Any, record: SequenceRecord) -> tuple[Msa | None, dict | None]:
+def read_msa(msa: Any, record: SequenceRecord) -> tuple[Msa | None, dict | None]:
     """The ``Msa`` of ``msa`` (an A3M path, an ``Msa`` or a searched ``FoundMsa``) and what
     scores.json records about it."""
     if msa is None:
@@ -244,7 +244,7 @@ def predict(query: Any, *, predictor: Predictor | None = None,
     if num_seeds < 1:
         raise InputError(f"--num-seeds {num_seeds}: must be >= 1")
     record = _as_record(query, max_length)
-    alignment, msa_info = _read_msa(msa, record)
+    alignment, msa_info = read_msa(msa, record)
     profile = None if alignment is None else msa_profile(alignment, weighting=True)
     n_res = record.length
     features = make_features(record.aatype, profile=profile)
@@ -289,6 +289,7 @@ def predict(query: Any, *, predictor: Predictor | None = None,
     template_info: dict | None = None
     template_maps: dict[str, tuple[np.ndarray, float]] = {}
     built = None
+    used_templates = False
     if templates is not None:
         t0 = time.perf_counter()
         built, reason = _template_model(best, templates, _template_config(refine_steps),
@@ -296,7 +297,8 @@ def predict(query: Any, *, predictor: Predictor | None = None,
         template_info = dict(templates.info, used=built.used, fallback=reason,
                              model=built.report)
         timings["templates"] = time.perf_counter() - t0
-    if built is not None and built.used:
+        used_templates = built.used
+    if used_templates:
         final, plddt, report = built.protein, built.confidence, built.refine_report
         hits = {h.chain_id: h for h in templates.hits}
         for t in built.report["templates"]:
@@ -328,8 +330,7 @@ def predict(query: Any, *, predictor: Predictor | None = None,
         "chunk_size": int(predictor.config.chunk_size),
         "msa": msa_info,
         "templates": template_info,
-        "refine_config": (to_dict(_template_config(refine_steps).refine)
-                          if built is not None and built.used
+        "refine_config": (to_dict(_template_config(refine_steps).refine) if used_templates
                           else to_dict(_refine_config(refine_steps)) if refine else None),
         "versions": versions(),
         "device": describe_device(predictor.device),
@@ -339,10 +340,10 @@ def predict(query: Any, *, predictor: Predictor | None = None,
                       unrefined=best.protein, plddt=plddt, pae=best.pae, ptm=best.ptm,
                       seed=best.seed, ranked=tuple(ranked), refine_report=report,
                       timings=timings, info=info, trajectory=trajectory,
-                      network_plddt=best.plddt if plddt is not best.plddt else None,
+                      network_plddt=best.plddt if used_templates else None,
                       msa=alignment, msa_a3m=msa.a3m if isinstance(msa, FoundMsa) else None,
                       template_maps=template_maps)
 
 
 __all__ = ["Prediction", "Predictor", "SeedPrediction", "check_memory", "load_predictor",
-           "memory_estimate", "predict"]
+           "memory_estimate", "predict", "read_msa"]

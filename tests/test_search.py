@@ -42,14 +42,21 @@ def _write_fasta(path: Path, seqs: dict[str, str], gz: bool = False) -> Path:
     return path
 
 
-def test_msa_search_cli_writes_a3m_and_caches(tmp_path, capsys):
+def _search_inputs(tmp_path) -> tuple[str, list[str]]:
+    """A family database (gzipped) and a query file (a family member named "my/query one" and a
+    random "lonely" sequence): (the member's sequence, `foldlite search` arguments without -o)."""
     rng = np.random.default_rng(0)
     query, db = _family(rng)
     _write_fasta(tmp_path / "db.fasta.gz", db, gz=True)
     (tmp_path / "q.fasta").write_text(f">my/query one\n{query}\n>lonely\n"
                                       f"{random_sequence(50, rng)}\n")
-    args = ["search", str(tmp_path / "q.fasta"), "--db", str(tmp_path / "db.fasta.gz"),
-            "-o", str(tmp_path / "out"), "--no-progress"]
+    return query, ["search", str(tmp_path / "q.fasta"), "--db", str(tmp_path / "db.fasta.gz"),
+                   "--no-progress"]
+
+
+def test_msa_search_cli_writes_a3m_and_caches(tmp_path, capsys):
+    query, base = _search_inputs(tmp_path)
+    args = base + ["-o", str(tmp_path / "out")]
     assert main(args) == 0
     out = capsys.readouterr()
     a3m = tmp_path / "out" / "my_query.a3m"   # the header's name, made safe for a file
@@ -146,13 +153,8 @@ needs_mmseqs = pytest.mark.skipif(
 
 @needs_mmseqs
 def test_mmseqs_engine_finds_the_family_like_jackhmmer(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    query, db = _family(rng)
-    _write_fasta(tmp_path / "db.fasta.gz", db, gz=True)
-    (tmp_path / "q.fasta").write_text(f">my/query one\n{query}\n>lonely\n"
-                                      f"{random_sequence(50, rng)}\n")
-    args = ["search", str(tmp_path / "q.fasta"), "--db", str(tmp_path / "db.fasta.gz"),
-            "-o", str(tmp_path / "mm"), "--no-progress", "--engine", "mmseqs"]
+    query, base = _search_inputs(tmp_path)
+    args = base + ["-o", str(tmp_path / "mm"), "--engine", "mmseqs"]
     assert main(args) == 0
     out = capsys.readouterr()
     msa = read_a3m(tmp_path / "mm" / "my_query.a3m", parse_sequence(query, "q"))

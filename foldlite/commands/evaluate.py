@@ -179,9 +179,9 @@ def run(args: argparse.Namespace) -> int:
     weights = Path(args.weights) if args.weights else default_weights_path()
     params, model_cfg, meta = load_weights(weights)
     recycles = model_cfg.recycle.num_recycles if args.recycles is None else args.recycles
+    predictor = Predictor(model_cfg, params, num_recycles=recycles, name=weights.name,
+                          path=weights, sha256=fileio.sha256_file(weights), meta=meta)
     if args.templates is not None:
-        predictor = Predictor(model_cfg, params, num_recycles=recycles, name=weights.name,
-                              path=weights, sha256=fileio.sha256_file(weights), meta=meta)
         return run_templates(args, weights, predictor, meta)
     if args.structures:
         examples = examples_from_structures(args.structures, args.max_chains)
@@ -197,14 +197,13 @@ def run(args: argparse.Namespace) -> int:
                   "min_length": args.min_length, "max_length": args.max_length}
     if not examples:
         raise InputError("no chains to evaluate (check the split and the length limits)")
-    predictor = Predictor(model_cfg, params, num_recycles=recycles)
     t0 = time.time()
     workers = min(4, os.cpu_count() or 1) if args.workers is None else max(0, args.workers)
     if len(examples) < 4:
         workers = 0  # starting worker processes costs more than it saves
     summary = evaluate_examples(predictor, examples, seed=args.seed, progress=args.progress,
                                 workers=workers)
-    summary = {"weights": str(weights), "weights_sha256": fileio.sha256_file(weights),
+    summary = {"weights": str(weights), "weights_sha256": predictor.sha256,
                "num_recycles": recycles, "seconds": time.time() - t0, **source, **summary}
     print(format_table(summary))
     if args.out:

@@ -32,13 +32,13 @@ from tqdm import tqdm
 from foldlite import fileio, outputs
 from foldlite.device import DEVICES
 from foldlite.errors import FoldliteError, InputError, OutputError, printable
-from foldlite.homology import ENGINES, FoundMsa, Homology, HomologyConfig
+from foldlite.homology import ENGINES, Homology, HomologyConfig
 from foldlite.model.weights_io import DEFAULT_WEIGHTS
-from foldlite.pipeline import Predictor, check_memory, load_predictor, predict
+from foldlite.pipeline import Predictor, check_memory, load_predictor, predict, read_msa
 from foldlite.search.template_model import TemplateWarning
 from foldlite.search.templates import DEFAULT_LIBRARY
-from foldlite.sequences import (FastaEntry, Msa, SequenceRecord, SequenceWarning, parse_sequence,
-                                read_a3m, read_fasta_entries, safe_name)
+from foldlite.sequences import (FastaEntry, SequenceWarning, parse_sequence, read_fasta_entries,
+                                safe_name)
 from foldlite.viz import resolve_3dmol_js
 
 
@@ -118,15 +118,6 @@ def read_batch_input(source: str | os.PathLike | None, max_length: int | None = 
                          f"{MIN_INLINE_SEQUENCE} upper-case amino-acid letters; --sequence "
                          "takes any)")
     return read_fasta_entries(path, max_length=max_length)
-
-
-def _alignment(msa: Any, record: SequenceRecord) -> Msa | None:
-    """The ``Msa`` of a record's MSA (searched ``FoundMsa``, ``Msa``, A3M path or None)."""
-    if msa is None or isinstance(msa, Msa):
-        return msa
-    if isinstance(msa, FoundMsa):
-        return msa.msa
-    return read_a3m(msa, query=record)
 
 
 def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *,
@@ -243,8 +234,8 @@ def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *
                 record_msa = found_msas.get(entry.record.id, msa)
                 templates = None
                 if searches is not None and searches.index is not None:
-                    templates = searches.templates(entry.record,
-                                                   _alignment(record_msa, entry.record))
+                    alignment, _ = read_msa(record_msa, entry.record)
+                    templates = searches.templates(entry.record, alignment)
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", TemplateWarning)
                     pred = predict(entry.record, predictor=predictor, msa=record_msa,
@@ -259,7 +250,7 @@ def predict_batch(source: str | os.PathLike | None, outdir: str | os.PathLike, *
                     raise OutputError(f"record {entry.id!r}: cannot write its outputs into "
                                       f"{outdir}: {e.strerror or e}") from None
                 total = time.perf_counter() - t0
-                row = outputs.SummaryRow.from_scores(rec_dir, status="ok", time_s=total)
+                row = outputs.SummaryRow.from_prediction(pred, "ok", total)
                 rows.append(row)
                 extra = "".join([f", MSA {row.msa_depth} sequences" if row.msa_depth else "",
                                  f", templates {row.templates}" if row.templates else ""])

@@ -31,8 +31,9 @@ import numpy as np
 
 from foldlite import constants as rc
 from foldlite.errors import InputError
-from foldlite.protein.protein import _UNK, PEPTIDE_BOND_MAX, Protein
+from foldlite.protein.protein import PEPTIDE_BOND_MAX, Protein
 
+_UNK = rc.unk_restype_index
 _BACKBONE_NAMES = ("N", "CA", "C", "O", "OXT")
 # Residue names that count as amino acids when deciding whether a chain is a protein chain.
 _AMINO_ACID_NAMES = frozenset(rc.restype_3to1) | frozenset(rc.modified_residue_parent) | {"UNK"}

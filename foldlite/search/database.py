@@ -56,10 +56,13 @@ def _text(name) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def _open(path: Path):
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
 
 
 def check_database_file(path: str | os.PathLike) -> Path:
@@ -85,8 +88,7 @@ def check_database_memory(path: str | os.PathLike, available: int | None = None)
     ``available`` bytes (default: the available RAM) even at 1 byte per residue, its lower
     bound; the message names the estimate and the way out (MMseqs2 searches from disk)."""
     path = Path(path)
-    with open(path, "rb") as fh:
-        kind = "gzip" if fh.read(2) == b"\x1f\x8b" else "plain"
+    kind = "gzip" if _is_gzip(path) else "plain"
     need = int(path.stat().st_size * _RESIDUES_PER_BYTE[kind])
     if available is None:
         available = available_ram()
